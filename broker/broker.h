@@ -51,16 +51,15 @@ typedef struct broker_publish_req {
 /* status 0 or RT_E*. pos = position given to the publication (offset 0 and empty epoch
  * for channels without history); for a duplicate idempotency key the original position;
  * for a version-suppressed publish the current top. suppressed tells those two apart. */
-typedef void (*broker_publish_cb)(int status, const broker_pos_t *pos, bool suppressed,
-                                  void *ud);
+typedef void (*broker_publish_cb)(int status, const broker_pos_t *pos, bool suppressed, void *ud);
 
 typedef struct broker_history_req {
     rt_str_t channel;
-    bool has_since;          /* since below is set */
-    uint64_t since_offset;   /* forward: offsets > since; reverse: offsets < since */
-    rt_str_t since_epoch;    /* informational: the broker ignores it; node/ compares epochs */
-    int64_t limit;           /* 0: no publications, only the top; < 0: all; > 0: at most */
-    bool reverse;            /* newest first */
+    bool has_since;              /* since below is set */
+    uint64_t since_offset;       /* forward: offsets > since; reverse: offsets < since */
+    rt_str_t since_epoch;        /* informational: the broker ignores it; node/ compares epochs */
+    int64_t limit;               /* 0: no publications, only the top; < 0: all; > 0: at most */
+    bool reverse;                /* newest first */
     int64_t history_meta_ttl_ms; /* used if the read creates the stream meta */
     int64_t history_ttl_ms;      /* retention (memory broker drops expired entries) */
     int64_t history_size;
@@ -101,8 +100,8 @@ static inline int broker_unsubscribe(broker_t *b, rt_str_t channel)
 {
     return b->vt->unsubscribe(b, channel);
 }
-static inline int broker_publish(broker_t *b, const broker_publish_req_t *req,
-                                 broker_publish_cb cb, void *ud)
+static inline int broker_publish(broker_t *b, const broker_publish_req_t *req, broker_publish_cb cb,
+                                 void *ud)
 {
     return b->vt->publish(b, req, cb, ud);
 }
@@ -116,13 +115,12 @@ static inline int broker_publish_leave(broker_t *b, rt_str_t channel,
 {
     return b->vt->publish_leave(b, channel, info);
 }
-static inline int broker_history(broker_t *b, const broker_history_req_t *req,
-                                 broker_history_cb cb, void *ud)
+static inline int broker_history(broker_t *b, const broker_history_req_t *req, broker_history_cb cb,
+                                 void *ud)
 {
     return b->vt->history(b, req, cb, ud);
 }
-static inline int broker_history_remove(broker_t *b, rt_str_t channel, broker_done_cb cb,
-                                        void *ud)
+static inline int broker_history_remove(broker_t *b, rt_str_t channel, broker_done_cb cb, void *ud)
 {
     return b->vt->history_remove(b, channel, cb, ud);
 }

@@ -33,16 +33,16 @@ typedef struct broker_tag {
 typedef struct broker_pub {
     _Atomic uint32_t refs;
     rt_str_t channel;
-    rt_str_t data;        /* payload bytes */
-    bool data_binary;     /* published with b64data: not JSON, cannot go to JSON clients */
-    bool has_info;        /* info below is set (client publications) */
+    rt_str_t data;    /* payload bytes */
+    bool data_binary; /* published with b64data: not JSON, cannot go to JSON clients */
+    bool has_info;    /* info below is set (client publications) */
     broker_client_info_t info;
-    uint64_t offset;      /* stream offset, 0 = channel without history */
-    rt_str_t epoch;       /* stream epoch; empty without history */
-    int64_t time_ms;      /* Unix ms when the broker accepted it */
+    uint64_t offset; /* stream offset, 0 = channel without history */
+    rt_str_t epoch;  /* stream epoch; empty without history */
+    int64_t time_ms; /* Unix ms when the broker accepted it */
     size_t ntags;
-    broker_tag_t *tags;   /* points into the same allocation */
-    bool delta;           /* publisher asked for delta delivery (not negotiated yet) */
+    broker_tag_t *tags; /* points into the same allocation */
+    bool delta;         /* publisher asked for delta delivery (not negotiated yet) */
     /* Wire encodings cached by node/ (owned references, set once with compare-exchange). */
     _Atomic(rt_shared_t *) frames[BROKER_PUB_FRAME_SLOTS];
 } broker_pub_t;

@@ -16,8 +16,7 @@ typedef void (*presence_done_cb)(int status, void *ud);
 /* entries: n borrowed client infos (one per client id). */
 typedef void (*presence_get_cb)(int status, const broker_client_info_t *entries, size_t n,
                                 void *ud);
-typedef void (*presence_stats_cb)(int status, uint32_t num_clients, uint32_t num_users,
-                                  void *ud);
+typedef void (*presence_stats_cb)(int status, uint32_t num_clients, uint32_t num_users, void *ud);
 
 typedef struct presence_vtbl {
     /* Adds or refreshes the entry of info->client in channel. */
@@ -61,5 +60,8 @@ static inline void presence_destroy(presence_t *p)
 
 /* Memory presence; entries not refreshed within ttl_ms expire (0 = never). */
 presence_t *presence_mem_new(struct ev_loop *loop, int64_t ttl_ms);
+/* Channels with at least one entry (expired ones linger until the next get/stats or the
+ * once-a-second sweep). p must come from presence_mem_new(). Engine loop. */
+size_t presence_mem_channel_count(presence_t *p);
 
 #endif

@@ -12,12 +12,12 @@
 typedef struct tr_conn tr_conn_t; /* private: transports/conn_internal.h */
 
 typedef struct tr_limits {
-    size_t read_buf_bytes;       /* pooled read buffer size [16384] */
-    size_t max_header_bytes;     /* request line + headers [16384] => 431 */
-    size_t max_body_bytes;       /* request body [65536] => 413 */
-    size_t max_queue_bytes;      /* pending output per connection [1048576] */
-    double http_idle_timeout_s;  /* keep-alive idle / slow request limit [30] */
-    double write_timeout_s;      /* queued output not progressing for this long => close [1] */
+    size_t read_buf_bytes;      /* pooled read buffer size [16384] */
+    size_t max_header_bytes;    /* request line + headers [16384] => 431 */
+    size_t max_body_bytes;      /* request body [65536] => 413 */
+    size_t max_queue_bytes;     /* pending output per connection [1048576] */
+    double http_idle_timeout_s; /* keep-alive idle / slow request limit [30] */
+    double write_timeout_s;     /* queued output not progressing for this long => close [1] */
 } tr_limits_t;
 
 /* Fills defaults (values in brackets above). */
@@ -31,12 +31,12 @@ typedef struct tr_stats {
 } tr_stats_t;
 
 typedef struct tr_loop {
-    struct ev_loop *loop;    /* borrowed */
+    struct ev_loop *loop; /* borrowed */
     tr_limits_t limits;
-    rt_pool_t read_pool;     /* read buffers, limits.read_buf_bytes each */
+    rt_pool_t read_pool; /* read buffers, limits.read_buf_bytes each */
     ev_prepare flush_watcher;
-    tr_conn_t *dirty;        /* connections with output to write this iteration */
-    tr_conn_t *closed;       /* connections to free in the before-sleep pass */
+    tr_conn_t *dirty;  /* connections with output to write this iteration */
+    tr_conn_t *closed; /* connections to free in the before-sleep pass */
     tr_stats_t stats;
 } tr_loop_t;
 

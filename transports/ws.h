@@ -27,12 +27,12 @@ enum {
 
 /* Codes given to on_close besides the peer's close code. */
 enum {
-    TR_WS_CLOSED_ABNORMAL = 1006,      /* TCP dropped without close frame */
-    TR_WS_CLOSED_TOO_BIG = 1009,       /* we closed: message over the limit */
-    TR_WS_CLOSED_PROTOCOL = 1002,      /* we closed: frame-level protocol error */
-    TR_WS_CLOSED_BAD_UTF8 = 1007,      /* we closed: text message not UTF-8 */
-    TR_WS_CLOSED_WRITE_TIMEOUT = -1,   /* output did not drain within write_timeout */
-    TR_WS_CLOSED_LOCAL = -2,           /* the close we started with tr_ws_close() finished */
+    TR_WS_CLOSED_ABNORMAL = 1006,    /* TCP dropped without close frame */
+    TR_WS_CLOSED_TOO_BIG = 1009,     /* we closed: message over the limit */
+    TR_WS_CLOSED_PROTOCOL = 1002,    /* we closed: frame-level protocol error */
+    TR_WS_CLOSED_BAD_UTF8 = 1007,    /* we closed: text message not UTF-8 */
+    TR_WS_CLOSED_WRITE_TIMEOUT = -1, /* output did not drain within write_timeout */
+    TR_WS_CLOSED_LOCAL = -2,         /* the close we started with tr_ws_close() finished */
 };
 
 typedef struct tr_ws_handler {
@@ -46,9 +46,9 @@ typedef struct tr_ws_handler {
 } tr_ws_handler_t;
 
 typedef struct tr_ws_opts {
-    size_t max_message_bytes;   /* bigger incoming message => close 1009 [65536] */
-    const char *subprotocol;    /* echoed in Sec-WebSocket-Protocol, or NULL */
-    bool check_utf8;            /* close 1007 on a text message that is not UTF-8 */
+    size_t max_message_bytes; /* bigger incoming message => close 1009 [65536] */
+    const char *subprotocol;  /* echoed in Sec-WebSocket-Protocol, or NULL */
+    bool check_utf8;          /* close 1007 on a text message that is not UTF-8 */
 } tr_ws_opts_t;
 
 /* True if req asks for a WebSocket upgrade (GET with Upgrade: websocket). */
@@ -58,8 +58,8 @@ rt_str_t tr_ws_offered_protocols(const tr_http_req_t *req);
 /* Completes the handshake: validates the request (else answers 400 with a JSON body and
  * returns RT_EPROTO), writes 101, and turns the connection into a WebSocket. req is
  * consumed in both cases. h and opts are copied; ud is passed to every callback. */
-int tr_ws_upgrade(tr_http_req_t *req, const tr_ws_opts_t *opts, const tr_ws_handler_t *h,
-                  void *ud, tr_ws_t **out);
+int tr_ws_upgrade(tr_http_req_t *req, const tr_ws_opts_t *opts, const tr_ws_handler_t *h, void *ud,
+                  tr_ws_t **out);
 
 /* Queues a pre-encoded frame (from tr_ws_frame_*) and takes a reference. Returns 0,
  * RT_ELIMIT if the queue would exceed the loop's max_queue_bytes (nothing queued; the

@@ -28,7 +28,7 @@ void rt_buf_append_byte(rt_buf_t *b, uint8_t c);
 void rt_buf_append_u64(rt_buf_t *b, uint64_t v);
 void rt_buf_append_i64(rt_buf_t *b, int64_t v);
 void rt_buf_printf(rt_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void rt_buf_vprintf(rt_buf_t *b, const char *fmt, va_list ap);
+void rt_buf_vprintf(rt_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Drops the content, keeps the allocation. */
 void rt_buf_reset(rt_buf_t *b);
 /* Drops the first n bytes. */

@@ -27,12 +27,12 @@ typedef enum rt_json_type {
 typedef struct rt_json rt_json_t;
 struct rt_json {
     rt_json_type_t type;
-    rt_str_t raw;      /* exact input bytes of the value (strings include their quotes) */
-    rt_str_t key;      /* member of an object: key bytes between the quotes, still escaped */
-    bool key_escaped;  /* key contains a backslash escape */
-    rt_json_t *next;   /* next element or member of the parent */
-    rt_json_t *child;  /* first element or member (arrays, objects) */
-    size_t count;      /* number of elements or members */
+    rt_str_t raw;     /* exact input bytes of the value (strings include their quotes) */
+    rt_str_t key;     /* member of an object: key bytes between the quotes, still escaped */
+    bool key_escaped; /* key contains a backslash escape */
+    rt_json_t *next;  /* next element or member of the parent */
+    rt_json_t *child; /* first element or member (arrays, objects) */
+    size_t count;     /* number of elements or members */
 };
 
 /* A parsed document: every node lives in one arena owned by the document. */

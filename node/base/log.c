@@ -80,14 +80,16 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     char stamp[64];
     snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ts.tv_nsec / 1000000) % 1000);
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (long)(ts.tv_nsec / 1000000) % 1000);
     const char *lname = level_names[level < 0 ? 0 : level > RT_LOG_ERROR ? RT_LOG_ERROR : level];
 
     char line[4608];
     size_t n;
     if (atomic_load(&log_json)) {
-        n = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"",
-                             stamp, lname, module);
+        n = (size_t)snprintf(line, sizeof(line),
+                             "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"", stamp,
+                             lname, module);
         n += json_escape(line + n, sizeof(line) - n - 4, msg, (size_t)mlen);
         line[n++] = '"';
         line[n++] = '}';

@@ -11,9 +11,9 @@ typedef struct rt_str {
     size_t n;
 } rt_str_t;
 
-#define RT_STR(lit) ((rt_str_t){(lit), sizeof(lit) - 1})
-#define RT_STR_NULL ((rt_str_t){NULL, 0})
-#define RT_STR_FMT  "%.*s"
+#define RT_STR(lit)   ((rt_str_t){(lit), sizeof(lit) - 1})
+#define RT_STR_NULL   ((rt_str_t){NULL, 0})
+#define RT_STR_FMT    "%.*s"
 #define RT_STR_ARG(s) (int)(s).n, (s).p
 
 static inline rt_str_t rt_str_from(const char *p, size_t n)

@@ -1,0 +1,1800 @@
+#include "node/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "node/base/alloc.h"
+#include "node/base/err.h"
+#include "node/base/json.h"
+#include "node/base/log.h"
+#include "node/base/rand.h"
+#include "node/base/time.h"
+
+extern char **environ;
+
+/* Config files are small; anything larger is a mistake, not a config. */
+#define MAX_FILE_BYTES (16u << 20)
+
+/* ---- key tables ------------------------------------------------------------------------ */
+
+typedef enum kind {
+    K_BOOL,
+    K_INT,      /* int field, [min, max] */
+    K_I64,      /* int64_t field, [min, max] */
+    K_DUR,      /* int64_t ms, >= min; F_SECONDS: whole seconds */
+    K_STR,      /* char * */
+    K_PREFIX,   /* char *, must start with '/' */
+    K_CHAR,     /* char from a string of length 0 or 1 */
+    K_PORT,     /* int 0..65535 from a number or a numeric string */
+    K_ORIGINS,  /* client.allowed_origins */
+    K_LOGLEVEL, /* int RT_LOG_* */
+    K_DATAFMT,  /* node_data_format_t */
+    K_ERRMODE,  /* bool: error_mode == "transport" */
+    K_RECMODE,  /* bool: force_recovery_mode == "cache" */
+    K_DELTA,    /* bool: allowed_delta_types contains "fossil" */
+    K_SUBTYPE,  /* subscription_type: validated, nothing stored */
+} kind_t;
+
+#define F_SECONDS 1u
+
+typedef struct key_def {
+    const char *path; /* dotted path; relative to the namespace object for ns keys */
+    kind_t kind;
+    size_t off; /* into node_config_t, or node_ns_opts_t for ns keys */
+    int64_t min;
+    int64_t max;
+    unsigned flags;
+} key_def_t;
+
+#define C_(path, kind, field, min, max, flags)                                                     \
+    {                                                                                              \
+        path, kind, offsetof(node_config_t, field), min, max, flags                                \
+    }
+#define CB(path, field)      C_(path, K_BOOL, field, 0, 0, 0)
+#define CS(path, field)      C_(path, K_STR, field, 0, 0, 0)
+#define CP(path, field)      C_(path, K_PREFIX, field, 0, 0, 0)
+#define CI(path, field, min) C_(path, K_I64, field, min, INT64_MAX, 0)
+#define CD(path, field, min) C_(path, K_DUR, field, min, 0, 0)
+#define CC(path, field)      C_(path, K_CHAR, field, 0, 0, 0)
+
+#define TOKEN_KEYS(pre, f)                                                                         \
+    CS(pre ".hmac_secret_key", f.hmac_secret_key),                                                 \
+        CS(pre ".hmac_previous_secret_key", f.hmac_previous_secret_key),                           \
+        CI(pre ".hmac_previous_secret_key_valid_until", f.hmac_previous_secret_key_valid_until,    \
+           0),                                                                                     \
+        CS(pre ".rsa_public_key", f.rsa_public_key),                                               \
+        CS(pre ".ecdsa_public_key", f.ecdsa_public_key), CS(pre ".audience", f.audience),          \
+        CS(pre ".audience_regex", f.audience_regex), CS(pre ".issuer", f.issuer),                  \
+        CS(pre ".issuer_regex", f.issuer_regex), CS(pre ".user_id_claim", f.user_id_claim)
+
+static const key_def_t top_keys[] = {
+    CS("http_server.address", http_address),
+    C_("http_server.port", K_PORT, http_port, 0, 65535, 0),
+    CS("http_server.internal_address", http_internal_address),
+    C_("http_server.internal_port", K_PORT, http_internal_port, 0, 65535, 0),
+    C_("log.level", K_LOGLEVEL, log_level, 0, 0, 0),
+    CS("engine.type", engine_type),
+    C_("workers", K_INT, workers, 1, 4096, 0),
+    C_("client.allowed_origins", K_ORIGINS, allowed_origins, 0, 0, 0),
+    TOKEN_KEYS("client.token", token),
+    CB("client.subscription_token.enabled", subscription_token_enabled),
+    TOKEN_KEYS("client.subscription_token", subscription_token),
+    CB("client.allow_anonymous_connect_without_token", allow_anonymous_connect_without_token),
+    CB("client.disallow_anonymous_connection_tokens", disallow_anonymous_connection_tokens),
+    CB("client.insecure", client_insecure),
+    CB("client.insecure_skip_token_signature_verify", insecure_skip_token_signature_verify),
+    CD("client.ping_interval", ping_interval_ms, INT64_MIN),
+    CD("client.pong_timeout", pong_timeout_ms, INT64_MIN),
+    CI("client.queue_max_size", queue_max_size, 1),
+    CI("client.channel_limit", channel_limit, 0),
+    CI("client.user_connection_limit", user_connection_limit, 0),
+    CI("client.connection_limit", connection_limit, 0),
+    CD("client.stale_close_delay", stale_close_delay_ms, 0),
+    CD("client.expired_close_delay", expired_close_delay_ms, 0),
+    CD("client.expired_sub_close_delay", expired_sub_close_delay_ms, 0),
+    CD("client.presence_update_interval", presence_update_interval_ms, 1),
+    CD("client.channel_position_check_delay", channel_position_check_delay_ms, 0),
+    CI("client.history_max_publication_limit", history_max_publication_limit, 0),
+    CI("client.recovery_max_publication_limit", recovery_max_publication_limit, 0),
+    CB("client.connect_include_server_time", connect_include_server_time),
+    CB("client.subscribe_to_user_personal_channel.enabled", personal_channel_enabled),
+    CS("client.subscribe_to_user_personal_channel.personal_channel_namespace",
+       personal_channel_namespace),
+    CB("client.subscribe_to_user_personal_channel.single_connection", personal_single_connection),
+    C_("channel.history_meta_ttl", K_DUR, channel_history_meta_ttl_ms, 0, 0, F_SECONDS),
+    C_("channel.publication_data_format", K_DATAFMT, publication_data_format, 0, 0, 0),
+    CI("channel.max_length", channel_max_length, 1),
+    CC("channel.private_prefix", private_prefix),
+    CC("channel.namespace_boundary", namespace_boundary),
+    CC("channel.user_boundary", user_boundary),
+    CC("channel.user_separator", user_separator),
+    CB("http_api.disabled", http_api_disabled),
+    CP("http_api.handler_prefix", http_api_prefix),
+    CS("http_api.key", http_api_key),
+    CB("http_api.insecure", http_api_insecure),
+    C_("http_api.error_mode", K_ERRMODE, http_api_error_mode_transport, 0, 0, 0),
+    CB("http_api.external", http_api_external),
+    CB("websocket.disabled", websocket_disabled),
+    CP("websocket.handler_prefix", websocket_prefix),
+    CI("websocket.message_size_limit", websocket_message_size_limit, 1),
+    CD("websocket.write_timeout", websocket_write_timeout_ms, 0),
+    CB("prometheus.enabled", prometheus_enabled),
+    CP("prometheus.handler_prefix", prometheus_prefix),
+    CB("health.enabled", health_enabled),
+    CP("health.handler_prefix", health_prefix),
+    CS("node.name", node_name),
+    CD("shutdown.timeout", shutdown_timeout_ms, 0),
+    CD("shutdown.drain_delay", shutdown_drain_delay_ms, 0),
+};
+
+#define N_(path, kind, field, min, flags)                                                          \
+    {                                                                                              \
+        path, kind, offsetof(node_ns_opts_t, field), min, INT64_MAX, flags                         \
+    }
+#define NB(path) N_(#path, K_BOOL, path, 0, 0)
+
+static const key_def_t ns_keys[] = {
+    NB(presence),
+    NB(join_leave),
+    NB(force_push_join_leave),
+    N_("history_size", K_I64, history_size, 0, 0),
+    N_("history_ttl", K_DUR, history_ttl_ms, 0, F_SECONDS),
+    N_("history_meta_ttl", K_DUR, history_meta_ttl_ms, 0, F_SECONDS),
+    NB(force_positioning),
+    NB(allow_positioning),
+    NB(force_recovery),
+    NB(allow_recovery),
+    N_("force_recovery_mode", K_RECMODE, force_recovery_mode_cache, 0, 0),
+    NB(auto_cache_recover),
+    N_("allowed_delta_types", K_DELTA, allow_fossil_delta, 0, 0),
+    NB(delta_publish),
+    NB(allow_tags_filter),
+    N_("publication_data_format", K_DATAFMT, publication_data_format, 0, 0),
+    NB(allow_subscribe_for_client),
+    NB(allow_subscribe_for_anonymous),
+    NB(allow_publish_for_subscriber),
+    NB(allow_publish_for_client),
+    NB(allow_publish_for_anonymous),
+    NB(allow_presence_for_subscriber),
+    NB(allow_presence_for_client),
+    NB(allow_presence_for_anonymous),
+    NB(allow_history_for_subscriber),
+    NB(allow_history_for_client),
+    NB(allow_history_for_anonymous),
+    NB(allow_user_limited_channels),
+    N_("channel_regex", K_STR, channel_regex, 0, 0),
+    N_("subscription_type", K_SUBTYPE, name, 0, 0),
+};
+
+/* Keys Centrifugo knows and rotor does not implement. */
+#define U_ERR_SET 1u /* a non-empty / true / non-zero value is an error */
+#define U_PRO     2u /* Centrifugo PRO option */
+
+typedef struct unsup_def {
+    const char *path;
+    unsigned flags;
+} unsup_def_t;
+
+static const unsup_def_t top_unsup[] = {
+    {"http_server.tls", 0},
+    {"http_server.tls_autocert", 0},
+    {"http_server.tls_external", 0},
+    {"http_server.internal_tls", 0},
+    {"http_server.http3", 0},
+    {"http_server.h2c_external", U_ERR_SET},
+    {"log.file", U_ERR_SET},
+    {"engine.redis", 0},
+    {"broker", 0},
+    {"presence_manager", 0},
+    {"client.token.jwks_public_endpoint", U_ERR_SET},
+    {"client.token.insecure_skip_jwks_endpoint_safety_check", 0},
+    {"client.subscription_token.jwks_public_endpoint", U_ERR_SET},
+    {"client.subscription_token.insecure_skip_jwks_endpoint_safety_check", 0},
+    {"client.connection_rate_limit", U_ERR_SET},
+    {"client.channel_position_max_time_lag", U_ERR_SET},
+    {"client.user_id_http_header", U_ERR_SET},
+    {"client.concurrency", 0},
+    {"client.proxy", 0},
+    {"client.connect_code_to_unidirectional_disconnect", 0},
+    {"channel.proxy", 0},
+    {"rpc", 0},
+    {"proxies", 0},
+    {"grpc_api", 0},
+    {"consumers", 0},
+    {"websocket.compression", 0},
+    {"websocket.compression_min_size", 0},
+    {"websocket.compression_level", 0},
+    {"websocket.read_buffer_size", 0},
+    {"websocket.write_buffer_size", 0},
+    {"websocket.use_write_buffer_pool", 0},
+    {"sse", 0},
+    {"http_stream", 0},
+    {"emulation", 0},
+    {"uni_websocket", 0},
+    {"uni_sse", 0},
+    {"uni_http_stream", 0},
+    {"uni_grpc", 0},
+    {"webtransport", 0},
+    {"init", 0},
+    {"admin", 0},
+    {"prometheus.instrument_http_handlers", 0},
+    {"prometheus.recovered_publications_histogram", 0},
+    {"prometheus.native_histograms", 0},
+    {"swagger", 0},
+    {"debug", 0},
+    {"node.info_metrics_aggregate_interval", 0},
+    {"opentelemetry", 0},
+    {"graphite", 0},
+    {"usage_stats", 0},
+    {"pid_file", U_ERR_SET},
+    {"enable_unreleased_features", 0},
+    {"controller", 0},
+    {"map_broker", 0},
+    {"shared_poll", 0},
+};
+
+static const unsup_def_t ns_unsup[] = {
+    {"subscribe_proxy_enabled", 0},
+    {"subscribe_proxy_name", 0},
+    {"publish_proxy_enabled", 0},
+    {"publish_proxy_name", 0},
+    {"sub_refresh_proxy_enabled", 0},
+    {"sub_refresh_proxy_name", 0},
+    {"subscribe_stream_proxy_enabled", 0},
+    {"subscribe_stream_proxy_name", 0},
+    {"subscribe_stream_proxy_bidirectional", 0},
+    {"map", 0},
+    {"shared_poll", 0},
+    {"map_clients_presence_channel_prefix", 0},
+    {"map_users_presence_channel_prefix", 0},
+    /* An ignored CEL expression would grant access it was written to deny. */
+    {"subscribe_cel", U_PRO | U_ERR_SET},
+    {"publish_cel", U_PRO | U_ERR_SET},
+    {"presence_cel", U_PRO | U_ERR_SET},
+    {"history_cel", U_PRO | U_ERR_SET},
+    {"state_events", U_PRO},
+    {"state_proxy_enabled", U_PRO},
+    {"cache_empty_proxy_enabled", U_PRO},
+    {"cache_empty_proxy_name", U_PRO},
+    {"shared_position_sync", U_PRO},
+    {"batch_max_size", U_PRO},
+    {"batch_max_delay", U_PRO},
+    {"batch_flush_latest", U_PRO},
+    {"allow_channel_compaction", U_PRO},
+    {"keep_latest_publication", U_PRO},
+    {"broker_name", U_PRO},
+    {"presence_manager_name", U_PRO},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const key_def_t *find_key(const key_def_t *t, size_t n, const char *path)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(t[i].path, path) == 0)
+            return &t[i];
+    }
+    return NULL;
+}
+
+static const unsup_def_t *find_unsup(const unsup_def_t *t, size_t n, const char *path)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(t[i].path, path) == 0)
+            return &t[i];
+    }
+    return NULL;
+}
+
+static bool has_prefix_dot(const char *s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(s, prefix, n) == 0 && s[n] == '.';
+}
+
+/* The unsupported key equal to path or containing it ("sse" for "sse.enabled"). */
+static const unsup_def_t *find_unsup_below(const char *path)
+{
+    for (size_t i = 0; i < COUNT(top_unsup); i++) {
+        if (strcmp(top_unsup[i].path, path) == 0 || has_prefix_dot(path, top_unsup[i].path))
+            return &top_unsup[i];
+    }
+    return NULL;
+}
+
+/* A section is an object whose members are keys we know (e.g. "client.token"). */
+static bool is_section(const char *path)
+{
+    for (size_t i = 0; i < COUNT(top_keys); i++) {
+        if (has_prefix_dot(top_keys[i].path, path))
+            return true;
+    }
+    for (size_t i = 0; i < COUNT(top_unsup); i++) {
+        if (has_prefix_dot(top_unsup[i].path, path))
+            return true;
+    }
+    return strcmp(path, "channel") == 0;
+}
+
+/* ---- loader state and messages --------------------------------------------------------- */
+
+typedef struct env_var {
+    const char *name;  /* borrowed from envp: whole "NAME=value" entry */
+    size_t name_len;   /* bytes before '=' */
+    const char *value; /* borrowed: after '=' */
+    bool used;
+} env_var_t;
+
+typedef struct loader {
+    node_config_t *cfg; /* borrowed */
+    rt_buf_t *err;      /* borrowed; may be NULL */
+    env_var_t *env;     /* owned array of the CENTRIFUGO_ / ROTOR_ variables */
+    size_t env_count;
+} loader_t;
+
+/* A value from the file (j) or from the environment or a flag (s). */
+typedef struct val {
+    const rt_json_t *j; /* borrowed; NULL for string sources */
+    const char *s;      /* borrowed; used when j == NULL */
+    const char *src;    /* "" for the file, else " (env NAME)" / " (flag)" for messages */
+} val_t;
+
+static int fail(loader_t *L, const char *path, val_t v, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(loader_t *L, const char *path, val_t v, const char *fmt, ...)
+{
+    if (L->err != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        rt_buf_printf(L->err, "%s%s: ", path, v.src ? v.src : "");
+        rt_buf_vprintf(L->err, fmt, ap);
+        va_end(ap);
+    }
+    return RT_EINVAL;
+}
+
+static const val_t no_val = {NULL, NULL, ""};
+
+static void warn_key(loader_t *L, const char *path, const char *src, const char *what)
+{
+    L->cfg->warnings++;
+    RT_LOG_WARN("config: %s%s: %s", path, src ? src : "", what);
+}
+
+/* ---- scalar parsing -------------------------------------------------------------------- */
+
+/* Go strconv.ParseBool. */
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < COUNT(t); i++) {
+        if (strcmp(s, t[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(s, f[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return RT_EINVAL;
+}
+
+static int parse_i64(const char *s, int64_t *out)
+{
+    if (*s == '\0')
+        return RT_EINVAL;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s)
+        return RT_EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Go time.ParseDuration subset: optional sign, then number+unit groups. The character
+ * check keeps strtod (inside rt_parse_duration_ms) away from hex and exponent forms. */
+static int parse_duration(const char *s, int64_t *out)
+{
+    bool neg = false;
+    if (*s == '-' || *s == '+') {
+        neg = *s == '-';
+        s++;
+    }
+    for (const char *p = s; *p; p++) {
+        if (strchr("0123456789.nsumh", *p) == NULL)
+            return RT_EINVAL;
+    }
+    int64_t ms;
+    if (rt_parse_duration_ms(s, &ms) != 0)
+        return RT_EINVAL;
+    *out = neg ? -ms : ms;
+    return 0;
+}
+
+/* The value as a NUL-terminated string: a JSON string is unescaped into tmp. */
+static int val_string(const val_t *v, rt_buf_t *tmp, const char **out)
+{
+    if (v->j == NULL) {
+        *out = v->s;
+        return 0;
+    }
+    if (v->j->type != RT_JSON_STRING)
+        return RT_EINVAL;
+    rt_buf_reset(tmp);
+    if (rt_json_get_string(v->j, tmp) != 0)
+        return RT_EINVAL;
+    if (tmp->len > 0 && memchr(tmp->p, '\0', tmp->len) != NULL)
+        return RT_EINVAL;
+    rt_buf_append_byte(tmp, 0);
+    *out = (const char *)tmp->p;
+    return 0;
+}
+
+static void set_str(char **field, const char *s)
+{
+    rt_free(*field);
+    *field = rt_strdup(s);
+}
+
+static void free_strv(char **v)
+{
+    if (v == NULL)
+        return;
+    for (char **p = v; *p != NULL; p++)
+        rt_free(*p);
+    rt_free(v);
+}
+
+/* Collects a []string value: a JSON array of strings, or a space-separated string. */
+static int val_strv(const val_t *v, char ***out, size_t *count)
+{
+    size_t n = 0, cap = 4;
+    char **arr = rt_calloc(cap + 1, sizeof(char *));
+    int rc = 0;
+    if (v->j != NULL) {
+        if (v->j->type != RT_JSON_ARRAY) {
+            rc = RT_EINVAL;
+            goto out;
+        }
+        for (const rt_json_t *e = v->j->child; e != NULL; e = e->next) {
+            char *s;
+            if (e->type != RT_JSON_STRING || rt_json_get_string_dup(e, &s) != 0) {
+                rc = RT_EINVAL;
+                goto out;
+            }
+            if (n == cap) {
+                cap *= 2;
+                arr = rt_realloc(arr, (cap + 1) * sizeof(char *));
+            }
+            arr[n++] = s;
+            arr[n] = NULL;
+        }
+    } else {
+        const char *p = v->s;
+        while (*p) {
+            while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+                p++;
+            const char *start = p;
+            while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+                p++;
+            if (p == start)
+                break;
+            if (n == cap) {
+                cap *= 2;
+                arr = rt_realloc(arr, (cap + 1) * sizeof(char *));
+            }
+            arr[n++] = rt_strndup(start, (size_t)(p - start));
+            arr[n] = NULL;
+        }
+    }
+out:
+    if (rc != 0) {
+        free_strv(arr);
+        return rc;
+    }
+    *out = arr;
+    *count = n;
+    return 0;
+}
+
+static int parse_data_format(const char *s, node_data_format_t *out)
+{
+    if (strcmp(s, "") == 0)
+        *out = NODE_DATA_FORMAT_ANY_NONEMPTY;
+    else if (strcmp(s, "json") == 0)
+        *out = NODE_DATA_FORMAT_JSON;
+    else if (strcmp(s, "json_object") == 0)
+        *out = NODE_DATA_FORMAT_JSON_OBJECT;
+    else if (strcmp(s, "binary") == 0)
+        *out = NODE_DATA_FORMAT_BINARY;
+    else
+        return RT_EINVAL;
+    return 0;
+}
+
+/* Stores one value into base (a node_config_t or node_ns_opts_t) per def. A JSON null
+ * leaves the field unchanged. */
+static int set_value(loader_t *L, const key_def_t *def, void *base, const char *path, val_t v)
+{
+    if (v.j != NULL && v.j->type == RT_JSON_NULL)
+        return 0;
+    char *field = (char *)base + def->off;
+    rt_buf_t tmp = RT_BUF_INIT;
+    const char *s = NULL;
+    int rc = 0;
+
+    switch (def->kind) {
+    case K_BOOL: {
+        bool b;
+        if (v.j != NULL) {
+            if (rt_json_get_bool(v.j, &b) != 0) {
+                rc = fail(L, path, v, "must be a boolean");
+                break;
+            }
+        } else if (parse_bool(v.s, &b) != 0) {
+            rc = fail(L, path, v, "must be a boolean (true/false/1/0/t/f), got \"%s\"", v.s);
+            break;
+        }
+        *(bool *)field = b;
+        break;
+    }
+    case K_INT:
+    case K_I64: {
+        int64_t x;
+        if (v.j != NULL ? rt_json_get_int64(v.j, &x) != 0 : parse_i64(v.s, &x) != 0) {
+            rc = fail(L, path, v, "must be an integer");
+            break;
+        }
+        if (x < def->min) {
+            rc = def->min == 0 ? fail(L, path, v, "must not be negative")
+                               : fail(L, path, v, "must be >= %" PRId64, def->min);
+            break;
+        }
+        if (x > def->max) {
+            rc = fail(L, path, v, "must be <= %" PRId64, def->max);
+            break;
+        }
+        if (def->kind == K_INT)
+            *(int *)field = (int)x;
+        else
+            *(int64_t *)field = x;
+        break;
+    }
+    case K_PORT: {
+        int64_t x = 0;
+        if (v.j != NULL && v.j->type == RT_JSON_NUMBER) {
+            if (rt_json_get_int64(v.j, &x) != 0) {
+                rc = fail(L, path, v, "must be a port number");
+                break;
+            }
+        } else if (val_string(&v, &tmp, &s) != 0 || (*s != '\0' && parse_i64(s, &x) != 0)) {
+            rc = fail(L, path, v, "must be a port number");
+            break;
+        }
+        if (x < 0 || x > 65535) {
+            rc = fail(L, path, v, "must be a port number between 0 and 65535");
+            break;
+        }
+        *(int *)field = (int)x;
+        break;
+    }
+    case K_DUR: {
+        int64_t ms;
+        if (v.j != NULL && v.j->type == RT_JSON_NUMBER) {
+            int64_t sec;
+            if (rt_json_get_int64(v.j, &sec) != 0 || sec > INT64_MAX / 1000 ||
+                sec < INT64_MIN / 1000) {
+                rc = fail(L, path, v, "must be a duration string such as \"25s\"");
+                break;
+            }
+            ms = sec * 1000;
+        } else if (val_string(&v, &tmp, &s) != 0) {
+            rc = fail(L, path, v, "must be a duration string such as \"25s\"");
+            break;
+        } else {
+            int64_t sec;
+            if (parse_duration(s, &ms) != 0) {
+                if (parse_i64(s, &sec) != 0 || sec > INT64_MAX / 1000 || sec < INT64_MIN / 1000) {
+                    rc = fail(L, path, v, "invalid duration \"%s\" (use e.g. \"25s\", \"100ms\")",
+                              s);
+                    break;
+                }
+                ms = sec * 1000;
+            }
+        }
+        if (ms < def->min) {
+            rc = def->min == 0 ? fail(L, path, v, "must not be negative")
+                               : fail(L, path, v, "must be positive");
+            break;
+        }
+        if ((def->flags & F_SECONDS) && ms % 1000 != 0) {
+            rc = fail(L, path, v, "must be a whole number of seconds");
+            break;
+        }
+        *(int64_t *)field = ms;
+        break;
+    }
+    case K_STR:
+    case K_PREFIX:
+        if (val_string(&v, &tmp, &s) != 0) {
+            rc = fail(L, path, v, "must be a string");
+            break;
+        }
+        if (def->kind == K_PREFIX && s[0] != '/') {
+            rc = fail(L, path, v, "must start with '/'");
+            break;
+        }
+        set_str((char **)field, s);
+        break;
+    case K_CHAR:
+        if (val_string(&v, &tmp, &s) != 0 || strlen(s) > 1 || (unsigned char)s[0] >= 0x80) {
+            rc = fail(L, path, v, "must be a single ASCII character (or empty)");
+            break;
+        }
+        *field = s[0];
+        break;
+    case K_ORIGINS: {
+        char **arr;
+        size_t n;
+        if (val_strv(&v, &arr, &n) != 0) {
+            rc = fail(L, path, v, "must be an array of strings");
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            for (char *c = arr[i]; *c; c++) {
+                if (*c >= 'A' && *c <= 'Z')
+                    *c = (char)(*c - 'A' + 'a');
+            }
+        }
+        node_config_t *cfg = base;
+        free_strv(cfg->allowed_origins);
+        cfg->allowed_origins = arr;
+        cfg->allowed_origins_count = n;
+        break;
+    }
+    case K_LOGLEVEL: {
+        int level;
+        if (val_string(&v, &tmp, &s) != 0 || rt_log_parse_level(s, &level) != 0) {
+            rc = fail(L, path, v, "must be one of trace, debug, info, warn, error, fatal, none");
+            break;
+        }
+        *(int *)field = level;
+        break;
+    }
+    case K_DATAFMT:
+        if (val_string(&v, &tmp, &s) != 0 ||
+            parse_data_format(s, (node_data_format_t *)(void *)field) != 0) {
+            rc = fail(L, path, v,
+                      "unknown publication data format (use \"\", \"json\", \"json_object\" "
+                      "or \"binary\")");
+        }
+        break;
+    case K_ERRMODE:
+        if (val_string(&v, &tmp, &s) != 0 || (strcmp(s, "") != 0 && strcmp(s, "transport") != 0)) {
+            rc = fail(L, path, v, "unknown error mode (use \"\" or \"transport\")");
+            break;
+        }
+        *(bool *)field = strcmp(s, "transport") == 0;
+        break;
+    case K_RECMODE:
+        if (val_string(&v, &tmp, &s) != 0 ||
+            (strcmp(s, "") != 0 && strcmp(s, "stream") != 0 && strcmp(s, "cache") != 0)) {
+            rc = fail(L, path, v, "unknown recovery mode (use \"stream\" or \"cache\")");
+            break;
+        }
+        *(bool *)field = strcmp(s, "cache") == 0;
+        break;
+    case K_DELTA: {
+        char **arr;
+        size_t n;
+        if (val_strv(&v, &arr, &n) != 0) {
+            rc = fail(L, path, v, "must be an array of strings");
+            break;
+        }
+        bool fossil = false;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            if (strcmp(arr[i], "fossil") == 0)
+                fossil = true;
+            else
+                rc = fail(L, path, v, "unknown delta type \"%s\" (only \"fossil\")", arr[i]);
+        }
+        free_strv(arr);
+        if (rc == 0)
+            *(bool *)field = fossil;
+        break;
+    }
+    case K_SUBTYPE:
+        if (val_string(&v, &tmp, &s) != 0) {
+            rc = fail(L, path, v, "must be a string");
+        } else if (strcmp(s, "map") == 0 || strcmp(s, "map_clients") == 0 ||
+                   strcmp(s, "map_users") == 0 || strcmp(s, "shared_poll") == 0) {
+            rc = fail(L, path, v,
+                      "subscription type \"%s\" is not supported by rotor (only stream)", s);
+        } else if (strcmp(s, "") != 0 && strcmp(s, "stream") != 0) {
+            rc = fail(L, path, v, "unknown subscription type \"%s\"", s);
+        }
+        break;
+    }
+    rt_buf_cleanup(&tmp);
+    return rc;
+}
+
+/* ---- unsupported keys ------------------------------------------------------------------ */
+
+static bool is_enable_key(const char *key)
+{
+    size_t n = strlen(key);
+    return strcmp(key, "enabled") == 0 || (n > 8 && strcmp(key + n - 8, "_enabled") == 0);
+}
+
+static bool json_truthy(const rt_json_t *j)
+{
+    switch (j->type) {
+    case RT_JSON_TRUE:
+        return true;
+    case RT_JSON_STRING:
+        return j->raw.n > 2;
+    case RT_JSON_NUMBER: {
+        double d;
+        return rt_json_get_double(j, &d) == 0 && d != 0;
+    }
+    case RT_JSON_ARRAY:
+    case RT_JSON_OBJECT:
+        return j->count > 0;
+    default:
+        return false;
+    }
+}
+
+/* Finds "enabled": true / "*_enabled": true anywhere below an unsupported key. */
+static int check_enabled_json(loader_t *L, rt_buf_t *path, const char *key, const rt_json_t *j)
+{
+    if (j->type == RT_JSON_TRUE && is_enable_key(key)) {
+        rt_buf_append_byte(path, 0);
+        return fail(L, (const char *)path->p, no_val, "not supported by rotor yet");
+    }
+    size_t len = path->len;
+    size_t i = 0;
+    rt_buf_t k = RT_BUF_INIT;
+    int rc = 0;
+    for (const rt_json_t *c = j->child; c != NULL && rc == 0; c = c->next, i++) {
+        path->len = len;
+        rt_buf_reset(&k);
+        if (j->type == RT_JSON_OBJECT) {
+            rt_json_get_key(c, &k);
+            rt_buf_append_byte(&k, 0);
+            rt_buf_append_byte(path, '.');
+            rt_buf_append_cstr(path, (const char *)k.p);
+            rc = check_enabled_json(L, path, (const char *)k.p, c);
+        } else {
+            rt_buf_printf(path, "[%zu]", i);
+            rc = check_enabled_json(L, path, "", c);
+        }
+    }
+    path->len = len;
+    rt_buf_cleanup(&k);
+    return rc;
+}
+
+/* path: the key as written (may lie below u->path, e.g. a flag "sse.enabled"). */
+static int unsup_value(loader_t *L, const unsup_def_t *u, const char *path, val_t v)
+{
+    const char *last = strrchr(path, '.');
+    last = last ? last + 1 : path;
+    if (v.j != NULL) {
+        if (v.j->type == RT_JSON_NULL)
+            return 0;
+        if ((u->flags & U_ERR_SET) && json_truthy(v.j))
+            return fail(L, path, v, "not supported by rotor yet");
+        rt_buf_t p = RT_BUF_INIT;
+        rt_buf_append_cstr(&p, path);
+        int rc = check_enabled_json(L, &p, last, v.j);
+        rt_buf_cleanup(&p);
+        if (rc != 0)
+            return rc;
+    } else {
+        bool b = false;
+        bool is_false = parse_bool(v.s, &b) == 0 && !b;
+        if ((u->flags & U_ERR_SET) && !is_false)
+            return fail(L, path, v, "not supported by rotor yet");
+        /* env/flag names under an unsupported section: "..._ENABLED" / "....enabled" */
+        size_t n = strlen(v.src);
+        bool enable_name = n >= 9 && (strncasecmp(v.src + n - 9, "_enabled)", 9) == 0 ||
+                                      strncasecmp(v.src + n - 9, ".enabled)", 9) == 0);
+        if ((is_enable_key(last) || enable_name) && parse_bool(v.s, &b) == 0 && b)
+            return fail(L, path, v, "not supported by rotor yet");
+    }
+    warn_key(L, path, v.src,
+             (u->flags & U_PRO) ? "Centrifugo PRO option, not supported by rotor (ignored)"
+                                : "not supported by rotor yet (ignored)");
+    return 0;
+}
+
+/* ---- namespaces ------------------------------------------------------------------------ */
+
+static void ns_init(node_ns_opts_t *ns, const char *name)
+{
+    memset(ns, 0, sizeof(*ns));
+    ns->name = rt_strdup(name);
+    ns->channel_regex = rt_strdup("");
+}
+
+static void ns_cleanup(node_ns_opts_t *ns)
+{
+    rt_free(ns->name);
+    rt_free(ns->channel_regex);
+    if (ns->has_regex)
+        regfree(&ns->regex);
+    memset(ns, 0, sizeof(*ns));
+}
+
+static void free_namespaces(node_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->namespaces_count; i++)
+        ns_cleanup(&cfg->namespaces[i]);
+    rt_free(cfg->namespaces);
+    cfg->namespaces = NULL;
+    cfg->namespaces_count = 0;
+}
+
+static void key_cstr(const rt_json_t *member, rt_buf_t *out)
+{
+    rt_buf_reset(out);
+    rt_json_get_key(member, out);
+    rt_buf_append_byte(out, 0);
+}
+
+/* Applies the members of a channel-options object. allow_name: a namespace element. */
+static int walk_ns(loader_t *L, node_ns_opts_t *ns, const rt_json_t *obj, const char *path,
+                   bool allow_name, const char *src)
+{
+    if (obj->type == RT_JSON_NULL)
+        return 0;
+    val_t whole = {obj, NULL, src};
+    if (obj->type != RT_JSON_OBJECT)
+        return fail(L, path, whole, "must be an object");
+    rt_buf_t key = RT_BUF_INIT, full = RT_BUF_INIT, tmp = RT_BUF_INIT;
+    int rc = 0;
+    for (const rt_json_t *m = obj->child; m != NULL && rc == 0; m = m->next) {
+        key_cstr(m, &key);
+        const char *k = (const char *)key.p;
+        rt_buf_reset(&full);
+        rt_buf_printf(&full, "%s.%s", path, k);
+        rt_buf_append_byte(&full, 0);
+        const char *fp = (const char *)full.p;
+        val_t v = {m, NULL, src};
+        const key_def_t *def;
+        const unsup_def_t *u;
+        if (strlen(k) != key.len - 1) {
+            warn_key(L, fp, src, "unknown key (ignored)");
+        } else if (allow_name && strcmp(k, "name") == 0) {
+            const char *s;
+            if (val_string(&v, &tmp, &s) != 0)
+                rc = fail(L, fp, v, "must be a string");
+            else
+                set_str(&ns->name, s);
+        } else if ((def = find_key(ns_keys, COUNT(ns_keys), k)) != NULL) {
+            rc = set_value(L, def, ns, fp, v);
+        } else if ((u = find_unsup(ns_unsup, COUNT(ns_unsup), k)) != NULL) {
+            rc = unsup_value(L, u, fp, v);
+        } else {
+            warn_key(L, fp, src, "unknown key (ignored)");
+        }
+    }
+    rt_buf_cleanup(&key);
+    rt_buf_cleanup(&full);
+    rt_buf_cleanup(&tmp);
+    return rc;
+}
+
+/* Replaces cfg->namespaces with the elements of a JSON array. */
+static int set_namespaces_json(loader_t *L, const rt_json_t *arr, const char *src)
+{
+    val_t v = {arr, NULL, src};
+    if (arr->type == RT_JSON_NULL)
+        return 0;
+    if (arr->type != RT_JSON_ARRAY)
+        return fail(L, "channel.namespaces", v, "must be an array of objects");
+    free_namespaces(L->cfg);
+    L->cfg->namespaces = rt_calloc(arr->count ? arr->count : 1, sizeof(node_ns_opts_t));
+    char path[64];
+    size_t i = 0;
+    for (const rt_json_t *e = arr->child; e != NULL; e = e->next, i++) {
+        ns_init(&L->cfg->namespaces[i], "");
+        L->cfg->namespaces_count = i + 1;
+        snprintf(path, sizeof(path), "channel.namespaces[%zu]", i);
+        int rc = walk_ns(L, &L->cfg->namespaces[i], e, path, true, src);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* channel.namespaces from an environment variable or flag: a JSON array, or names. */
+static int set_namespaces_str(loader_t *L, const char *s, const char *src)
+{
+    const char *p = s;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    if (*p == '[') {
+        rt_json_doc_t doc = {0};
+        int rc;
+        if (rt_json_parse(&doc, s, strlen(s), 0) != 0) {
+            val_t v = {NULL, s, src};
+            rc = fail(L, "channel.namespaces", v, "invalid JSON array");
+        } else {
+            rc = set_namespaces_json(L, doc.root, src);
+        }
+        rt_json_doc_cleanup(&doc);
+        return rc;
+    }
+    val_t v = {NULL, s, src};
+    char **names;
+    size_t n;
+    if (val_strv(&v, &names, &n) != 0)
+        return fail(L, "channel.namespaces", v, "invalid value");
+    free_namespaces(L->cfg);
+    L->cfg->namespaces = rt_calloc(n ? n : 1, sizeof(node_ns_opts_t));
+    for (size_t i = 0; i < n; i++)
+        ns_init(&L->cfg->namespaces[i], names[i]);
+    L->cfg->namespaces_count = n;
+    free_strv(names);
+    return 0;
+}
+
+/* ---- the file -------------------------------------------------------------------------- */
+
+static int walk_object(loader_t *L, const rt_json_t *obj, const char *prefix);
+
+static int apply_file_value(loader_t *L, const char *path, const rt_json_t *j)
+{
+    val_t v = {j, NULL, ""};
+    const key_def_t *def;
+    const unsup_def_t *u;
+    if (strcmp(path, "channel.without_namespace") == 0)
+        return walk_ns(L, &L->cfg->without_namespace, j, path, false, "");
+    if (strcmp(path, "channel.namespaces") == 0)
+        return set_namespaces_json(L, j, "");
+    if ((def = find_key(top_keys, COUNT(top_keys), path)) != NULL)
+        return set_value(L, def, L->cfg, path, v);
+    if ((u = find_unsup(top_unsup, COUNT(top_unsup), path)) != NULL)
+        return unsup_value(L, u, path, v);
+    if (is_section(path)) {
+        if (j->type == RT_JSON_NULL)
+            return 0;
+        if (j->type != RT_JSON_OBJECT)
+            return fail(L, path, v, "must be an object");
+        return walk_object(L, j, path);
+    }
+    warn_key(L, path, "", "unknown key (ignored)");
+    return 0;
+}
+
+static int walk_object(loader_t *L, const rt_json_t *obj, const char *prefix)
+{
+    rt_buf_t key = RT_BUF_INIT, full = RT_BUF_INIT;
+    int rc = 0;
+    for (const rt_json_t *m = obj->child; m != NULL && rc == 0; m = m->next) {
+        key_cstr(m, &key);
+        rt_buf_reset(&full);
+        if (*prefix)
+            rt_buf_printf(&full, "%s.", prefix);
+        rt_buf_append_cstr(&full, (const char *)key.p);
+        rt_buf_append_byte(&full, 0);
+        if (strlen((const char *)key.p) != key.len - 1)
+            warn_key(L, (const char *)full.p, "", "unknown key (ignored)");
+        else
+            rc = apply_file_value(L, (const char *)full.p, m);
+    }
+    rt_buf_cleanup(&key);
+    rt_buf_cleanup(&full);
+    return rc;
+}
+
+static bool unsupported_extension(const char *name)
+{
+    static const char *const exts[] = {".yaml", ".yml", ".toml"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < COUNT(exts); i++) {
+        size_t e = strlen(exts[i]);
+        if (n >= e && strcasecmp(name + n - e, exts[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int apply_buffer(loader_t *L, const char *name, const char *p, size_t n)
+{
+    if (unsupported_extension(name)) {
+        if (L->err)
+            rt_buf_printf(L->err,
+                          "%s: YAML and TOML configuration files are not supported by rotor; "
+                          "use JSON",
+                          name);
+        return RT_EINVAL;
+    }
+    rt_json_doc_t doc = {0};
+    int rc = rt_json_parse(&doc, p, n, 0);
+    if (rc != 0) {
+        if (L->err)
+            rt_buf_printf(L->err, "%s: %s", name,
+                          rc == RT_ELIMIT ? "JSON nested too deeply" : "invalid JSON");
+        rt_json_doc_cleanup(&doc);
+        return RT_EINVAL;
+    }
+    if (doc.root->type != RT_JSON_OBJECT) {
+        if (L->err)
+            rt_buf_printf(L->err, "%s: the top level must be a JSON object", name);
+        rc = RT_EINVAL;
+    } else {
+        rc = walk_object(L, doc.root, "");
+    }
+    rt_json_doc_cleanup(&doc);
+    return rc;
+}
+
+static int read_file(const char *path, rt_buf_t *out, rt_buf_t *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (err)
+            rt_buf_printf(err, "%s: %s", path, strerror(e));
+        return e == ENOENT ? RT_ENOTFOUND : RT_EIO;
+    }
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (err)
+            rt_buf_printf(err, "%s: not a regular file", path);
+        rc = RT_EIO;
+        goto out;
+    }
+    for (;;) {
+        if (out->len > MAX_FILE_BYTES) {
+            if (err)
+                rt_buf_printf(err, "%s: larger than %u bytes", path, MAX_FILE_BYTES);
+            rc = RT_EINVAL;
+            goto out;
+        }
+        rt_buf_reserve(out, 65536);
+        ssize_t r = read(fd, out->p + out->len, out->cap - out->len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            if (err)
+                rt_buf_printf(err, "%s: %s", path, strerror(errno));
+            rc = RT_EIO;
+            goto out;
+        }
+        if (r == 0)
+            break;
+        out->len += (size_t)r;
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+/* ---- environment and flags ------------------------------------------------------------- */
+
+/* CENTRIFUGO_/ROTOR_ suffix for a dotted path: '.', '-' -> '_', upper-cased. */
+static void env_suffix(rt_buf_t *out, const char *path)
+{
+    for (const char *p = path; *p; p++) {
+        char c = *p;
+        if (c == '.' || c == '-')
+            c = '_';
+        else if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        rt_buf_append_byte(out, (uint8_t)c);
+    }
+}
+
+static const char *const env_prefixes[] = {"ROTOR_", "CENTRIFUGO_"};
+
+/* The variable's name without its prefix, or NULL when it has neither prefix. */
+static rt_str_t env_name_suffix(const env_var_t *e)
+{
+    for (size_t i = 0; i < COUNT(env_prefixes); i++) {
+        size_t pl = strlen(env_prefixes[i]);
+        if (e->name_len >= pl && strncmp(e->name, env_prefixes[i], pl) == 0)
+            return rt_str_from(e->name + pl, e->name_len - pl);
+    }
+    return RT_STR_NULL;
+}
+
+/* Value for suffix: ROTOR_ wins over CENTRIFUGO_; both are marked used. src receives
+ * " (env NAME)". */
+static const char *env_lookup(loader_t *L, rt_str_t suffix, rt_buf_t *src)
+{
+    const env_var_t *found[COUNT(env_prefixes)] = {NULL};
+    for (size_t i = 0; i < L->env_count; i++) {
+        env_var_t *e = &L->env[i];
+        for (size_t k = 0; k < COUNT(env_prefixes); k++) {
+            size_t pl = strlen(env_prefixes[k]);
+            if (e->name_len == pl + suffix.n && strncmp(e->name, env_prefixes[k], pl) == 0 &&
+                memcmp(e->name + pl, suffix.p, suffix.n) == 0) {
+                e->used = true;
+                found[k] = e;
+            }
+        }
+    }
+    for (size_t k = 0; k < COUNT(env_prefixes); k++) {
+        if (found[k] != NULL) {
+            rt_buf_reset(src);
+            rt_buf_printf(src, " (env %.*s)", (int)found[k]->name_len, found[k]->name);
+            rt_buf_append_byte(src, 0);
+            return found[k]->value;
+        }
+    }
+    return NULL;
+}
+
+static int env_ns(loader_t *L, node_ns_opts_t *ns, const char *env_base, const char *path)
+{
+    rt_buf_t suf = RT_BUF_INIT, src = RT_BUF_INIT, full = RT_BUF_INIT;
+    int rc = 0;
+    for (size_t i = 0; i < COUNT(ns_keys) && rc == 0; i++) {
+        rt_buf_reset(&suf);
+        rt_buf_append_cstr(&suf, env_base);
+        env_suffix(&suf, ns_keys[i].path);
+        const char *s = env_lookup(L, rt_buf_str(&suf), &src);
+        if (s == NULL)
+            continue;
+        rt_buf_reset(&full);
+        rt_buf_printf(&full, "%s.%s", path, ns_keys[i].path);
+        rt_buf_append_byte(&full, 0);
+        val_t v = {NULL, s, (const char *)src.p};
+        rc = set_value(L, &ns_keys[i], ns, (const char *)full.p, v);
+    }
+    for (size_t i = 0; i < COUNT(ns_unsup) && rc == 0; i++) {
+        rt_buf_reset(&suf);
+        rt_buf_append_cstr(&suf, env_base);
+        env_suffix(&suf, ns_unsup[i].path);
+        const char *s = env_lookup(L, rt_buf_str(&suf), &src);
+        if (s == NULL)
+            continue;
+        rt_buf_reset(&full);
+        rt_buf_printf(&full, "%s.%s", path, ns_unsup[i].path);
+        rt_buf_append_byte(&full, 0);
+        val_t v = {NULL, s, (const char *)src.p};
+        rc = unsup_value(L, &ns_unsup[i], (const char *)full.p, v);
+    }
+    rt_buf_cleanup(&suf);
+    rt_buf_cleanup(&src);
+    rt_buf_cleanup(&full);
+    return rc;
+}
+
+static bool kubernetes_name(rt_str_t suffix)
+{
+    /* Service links: <SVC>_PORT, <SVC>_PORT_8000_TCP..., <SVC>_SERVICE_HOST/PORT. */
+    for (size_t i = 0; i + 4 <= suffix.n; i++) {
+        if (memcmp(suffix.p + i, "PORT", 4) == 0 && (i == 0 || suffix.p[i - 1] == '_'))
+            return true;
+        if (i + 8 <= suffix.n && memcmp(suffix.p + i, "SERVICE_", 8) == 0 &&
+            (i == 0 || suffix.p[i - 1] == '_'))
+            return true;
+    }
+    return false;
+}
+
+static int apply_env(loader_t *L)
+{
+    rt_buf_t suf = RT_BUF_INIT, src = RT_BUF_INIT;
+    int rc = 0;
+
+    for (size_t i = 0; i < COUNT(top_keys) && rc == 0; i++) {
+        rt_buf_reset(&suf);
+        env_suffix(&suf, top_keys[i].path);
+        const char *s = env_lookup(L, rt_buf_str(&suf), &src);
+        if (s != NULL) {
+            val_t v = {NULL, s, (const char *)src.p};
+            rc = set_value(L, &top_keys[i], L->cfg, top_keys[i].path, v);
+        }
+    }
+    if (rc == 0) {
+        const char *s = env_lookup(L, RT_STR("CHANNEL_NAMESPACES"), &src);
+        if (s != NULL)
+            rc = set_namespaces_str(L, s, (const char *)src.p);
+    }
+    if (rc == 0)
+        rc = env_ns(L, &L->cfg->without_namespace, "CHANNEL_WITHOUT_NAMESPACE_",
+                    "channel.without_namespace");
+    for (size_t i = 0; i < L->cfg->namespaces_count && rc == 0; i++) {
+        rt_buf_reset(&suf);
+        rt_buf_append_cstr(&suf, "CHANNEL_NAMESPACES_");
+        env_suffix(&suf, L->cfg->namespaces[i].name);
+        rt_buf_append_cstr(&suf, "_");
+        rt_buf_append_byte(&suf, 0);
+        char path[64];
+        snprintf(path, sizeof(path), "channel.namespaces[%zu]", i);
+        rc = env_ns(L, &L->cfg->namespaces[i], (const char *)suf.p, path);
+    }
+    /* Variables under an unsupported key: exact name, or a deeper key below it. */
+    for (size_t i = 0; i < COUNT(top_unsup) && rc == 0; i++) {
+        rt_buf_reset(&suf);
+        env_suffix(&suf, top_unsup[i].path);
+        for (size_t k = 0; k < L->env_count && rc == 0; k++) {
+            env_var_t *e = &L->env[k];
+            rt_str_t name = env_name_suffix(e);
+            if (e->used || name.p == NULL || !rt_str_starts_with(name, rt_buf_str(&suf)) ||
+                (name.n > suf.len && name.p[suf.len] != '_'))
+                continue;
+            e->used = true;
+            rt_buf_reset(&src);
+            rt_buf_printf(&src, " (env %.*s)", (int)e->name_len, e->name);
+            rt_buf_append_byte(&src, 0);
+            unsup_def_t u = top_unsup[i];
+            if (name.n > suf.len)
+                u.flags &= ~U_ERR_SET;
+            val_t v = {NULL, e->value, (const char *)src.p};
+            rc = unsup_value(L, &u, top_unsup[i].path, v);
+        }
+    }
+    for (size_t k = 0; k < L->env_count && rc == 0; k++) {
+        env_var_t *e = &L->env[k];
+        rt_str_t name = env_name_suffix(e);
+        if (e->used || rt_str_starts_with(name, RT_STR("VAR_")) || kubernetes_name(name))
+            continue;
+        rt_buf_reset(&src);
+        rt_buf_printf(&src, "%.*s", (int)e->name_len, e->name);
+        rt_buf_append_byte(&src, 0);
+        warn_key(L, (const char *)src.p, "", "unknown environment variable (ignored)");
+    }
+    rt_buf_cleanup(&suf);
+    rt_buf_cleanup(&src);
+    return rc;
+}
+
+static int apply_flags(loader_t *L, char *const *flag_kv, size_t nflags)
+{
+    rt_buf_t path = RT_BUF_INIT;
+    int rc = 0;
+    for (size_t i = 0; i < nflags && rc == 0; i++) {
+        const char *kv = flag_kv[i];
+        const char *eq = strchr(kv, '=');
+        rt_buf_reset(&path);
+        rt_buf_append(&path, kv, eq ? (size_t)(eq - kv) : strlen(kv));
+        rt_buf_append_byte(&path, 0);
+        const char *p = (const char *)path.p;
+        val_t v = {NULL, eq ? eq + 1 : "", " (flag)"};
+        const key_def_t *def;
+        const unsup_def_t *u;
+        if (eq == NULL)
+            rc = fail(L, p, v, "flag needs a value");
+        else if (strcmp(p, "channel.namespaces") == 0)
+            rc = set_namespaces_str(L, v.s, v.src);
+        else if ((def = find_key(top_keys, COUNT(top_keys), p)) != NULL)
+            rc = set_value(L, def, L->cfg, p, v);
+        else if ((u = find_unsup_below(p)) != NULL)
+            rc = unsup_value(L, u, p, v);
+        else
+            rc = fail(L, p, v, "unknown flag");
+    }
+    rt_buf_cleanup(&path);
+    return rc;
+}
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+static bool valid_ns_name(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return n >= 2;
+}
+
+static int finalize_ns(loader_t *L, node_ns_opts_t *ns, const char *path)
+{
+    node_config_t *cfg = L->cfg;
+    char key[128];
+    if (ns->history_meta_ttl_ms == 0)
+        ns->history_meta_ttl_ms = cfg->channel_history_meta_ttl_ms;
+    if (ns->publication_data_format == NODE_DATA_FORMAT_ANY_NONEMPTY)
+        ns->publication_data_format = cfg->publication_data_format;
+    bool history = ns->history_size > 0 && ns->history_ttl_ms > 0;
+    if ((ns->history_size > 0) != (ns->history_ttl_ms > 0)) {
+        snprintf(key, sizeof(key), "%s.%s", path,
+                 ns->history_size > 0 ? "history_ttl" : "history_size");
+        return fail(L, key, no_val, "history_size and history_ttl must both be set for history");
+    }
+    if (ns->history_ttl_ms > ns->history_meta_ttl_ms) {
+        snprintf(key, sizeof(key), "%s.history_ttl", path);
+        return fail(L, key, no_val, "must be <= history_meta_ttl");
+    }
+    if (ns->force_recovery && !history) {
+        snprintf(key, sizeof(key), "%s.force_recovery", path);
+        return fail(L, key, no_val, "requires history (history_size and history_ttl)");
+    }
+    if (ns->auto_cache_recover && !(ns->force_recovery && ns->force_recovery_mode_cache)) {
+        snprintf(key, sizeof(key), "%s.auto_cache_recover", path);
+        warn_key(L, key, "",
+                 "has no effect without force_recovery and force_recovery_mode \"cache\"");
+    }
+    if (ns->channel_regex[0] != '\0') {
+        int rc = regcomp(&ns->regex, ns->channel_regex, REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            char msg[128];
+            regerror(rc, &ns->regex, msg, sizeof(msg));
+            snprintf(key, sizeof(key), "%s.channel_regex", path);
+            return fail(L, key, no_val, "invalid regular expression: %s", msg);
+        }
+        ns->has_regex = true;
+    }
+    return 0;
+}
+
+static const node_ns_opts_t *find_ns(const node_config_t *cfg, const char *p, size_t n)
+{
+    for (size_t i = 0; i < cfg->namespaces_count; i++) {
+        const char *name = cfg->namespaces[i].name;
+        if (strlen(name) == n && memcmp(name, p, n) == 0)
+            return &cfg->namespaces[i];
+    }
+    return NULL;
+}
+
+static int finalize(loader_t *L)
+{
+    node_config_t *cfg = L->cfg;
+    int rc;
+
+    if (strcmp(cfg->engine_type, "redis") == 0)
+        return fail(L, "engine.type", no_val,
+                    "\"redis\" is not supported by this rotor build yet (use \"memory\")");
+    if (strcmp(cfg->engine_type, "memory") != 0)
+        return fail(L, "engine.type", no_val, "unknown engine \"%s\" (use \"memory\")",
+                    cfg->engine_type);
+    if (cfg->ping_interval_ms == 0)
+        return fail(L, "client.ping_interval", no_val,
+                    "must not be 0 (use a negative value to disable pings)");
+    if (cfg->pong_timeout_ms == 0)
+        return fail(L, "client.pong_timeout", no_val,
+                    "must not be 0 (use a negative value to disable)");
+    if (cfg->ping_interval_ms > 0 && cfg->pong_timeout_ms > 0 &&
+        cfg->ping_interval_ms <= cfg->pong_timeout_ms)
+        return fail(L, "client.ping_interval", no_val, "must be greater than client.pong_timeout");
+
+    if ((rc = finalize_ns(L, &cfg->without_namespace, "channel.without_namespace")) != 0)
+        return rc;
+    for (size_t i = 0; i < cfg->namespaces_count; i++) {
+        node_ns_opts_t *ns = &cfg->namespaces[i];
+        char path[64];
+        snprintf(path, sizeof(path), "channel.namespaces[%zu]", i);
+        char key[80];
+        snprintf(key, sizeof(key), "%s.name", path);
+        if (!valid_ns_name(ns->name))
+            return fail(L, key, no_val,
+                        "invalid namespace name \"%s\" (must match ^[-a-zA-Z0-9_.]{2,}$)",
+                        ns->name);
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(cfg->namespaces[k].name, ns->name) == 0)
+                return fail(L, key, no_val, "duplicate namespace name \"%s\"", ns->name);
+        }
+        if ((rc = finalize_ns(L, ns, path)) != 0)
+            return rc;
+    }
+
+    if (cfg->personal_channel_enabled) {
+        const char *name = cfg->personal_channel_namespace;
+        const node_ns_opts_t *ns = &cfg->without_namespace;
+        if (name[0] != '\0' && (ns = find_ns(cfg, name, strlen(name))) == NULL)
+            return fail(L, "client.subscribe_to_user_personal_channel.personal_channel_namespace",
+                        no_val, "unknown namespace \"%s\"", name);
+        if (cfg->personal_single_connection && !ns->presence)
+            return fail(L, "client.subscribe_to_user_personal_channel.single_connection", no_val,
+                        "requires presence in the personal channel's namespace");
+    }
+
+    for (size_t i = 0; i < cfg->allowed_origins_count; i++) {
+        if (strcmp(cfg->allowed_origins[i], "*") == 0) {
+            RT_LOG_WARN("config: client.allowed_origins contains \"*\": every origin is "
+                        "allowed, which is insecure in production");
+            break;
+        }
+    }
+
+    if (cfg->node_name[0] == '\0') {
+        char host[256];
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        char name[300];
+        snprintf(name, sizeof(name), "%s_%d", host, cfg->http_port);
+        set_str(&cfg->node_name, name);
+    }
+    return 0;
+}
+
+/* ---- public ---------------------------------------------------------------------------- */
+
+static int cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > 4096 ? 4096 : (int)n;
+}
+
+void node_config_defaults(node_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->http_address = rt_strdup("");
+    cfg->http_port = 8000;
+    cfg->http_internal_address = rt_strdup("");
+    cfg->log_level = RT_LOG_INFO;
+    cfg->engine_type = rt_strdup("memory");
+    cfg->workers = cpu_count();
+    cfg->allowed_origins = rt_calloc(1, sizeof(char *));
+    node_token_config_t *toks[] = {&cfg->token, &cfg->subscription_token};
+    for (size_t i = 0; i < COUNT(toks); i++) {
+        node_token_config_t *t = toks[i];
+        t->hmac_secret_key = rt_strdup("");
+        t->hmac_previous_secret_key = rt_strdup("");
+        t->rsa_public_key = rt_strdup("");
+        t->ecdsa_public_key = rt_strdup("");
+        t->audience = rt_strdup("");
+        t->audience_regex = rt_strdup("");
+        t->issuer = rt_strdup("");
+        t->issuer_regex = rt_strdup("");
+        t->user_id_claim = rt_strdup("");
+    }
+    cfg->ping_interval_ms = 25000;
+    cfg->pong_timeout_ms = 8000;
+    cfg->queue_max_size = 1048576;
+    cfg->channel_limit = 128;
+    cfg->stale_close_delay_ms = 10000;
+    cfg->expired_close_delay_ms = 25000;
+    cfg->expired_sub_close_delay_ms = 25000;
+    cfg->presence_update_interval_ms = 27000;
+    cfg->channel_position_check_delay_ms = 40000;
+    cfg->history_max_publication_limit = 300;
+    cfg->recovery_max_publication_limit = 300;
+    cfg->personal_channel_namespace = rt_strdup("");
+    ns_init(&cfg->without_namespace, "");
+    cfg->channel_history_meta_ttl_ms = 720LL * 3600 * 1000;
+    cfg->channel_max_length = 255;
+    cfg->private_prefix = '$';
+    cfg->namespace_boundary = ':';
+    cfg->user_boundary = '#';
+    cfg->user_separator = ',';
+    cfg->http_api_prefix = rt_strdup("/api");
+    cfg->http_api_key = rt_strdup("");
+    cfg->websocket_prefix = rt_strdup("/connection/websocket");
+    cfg->websocket_message_size_limit = 65536;
+    cfg->websocket_write_timeout_ms = 1000;
+    cfg->prometheus_prefix = rt_strdup("/metrics");
+    cfg->health_prefix = rt_strdup("/health");
+    cfg->node_name = rt_strdup("");
+    cfg->shutdown_timeout_ms = 30000;
+    cfg->config_path = rt_strdup("");
+}
+
+void node_config_cleanup(node_config_t *cfg)
+{
+    rt_free(cfg->http_address);
+    rt_free(cfg->http_internal_address);
+    rt_free(cfg->engine_type);
+    free_strv(cfg->allowed_origins);
+    node_token_config_t *toks[] = {&cfg->token, &cfg->subscription_token};
+    for (size_t i = 0; i < COUNT(toks); i++) {
+        node_token_config_t *t = toks[i];
+        rt_free(t->hmac_secret_key);
+        rt_free(t->hmac_previous_secret_key);
+        rt_free(t->rsa_public_key);
+        rt_free(t->ecdsa_public_key);
+        rt_free(t->audience);
+        rt_free(t->audience_regex);
+        rt_free(t->issuer);
+        rt_free(t->issuer_regex);
+        rt_free(t->user_id_claim);
+    }
+    rt_free(cfg->personal_channel_namespace);
+    ns_cleanup(&cfg->without_namespace);
+    free_namespaces(cfg);
+    rt_free(cfg->http_api_prefix);
+    rt_free(cfg->http_api_key);
+    rt_free(cfg->websocket_prefix);
+    rt_free(cfg->prometheus_prefix);
+    rt_free(cfg->health_prefix);
+    rt_free(cfg->node_name);
+    rt_free(cfg->config_path);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+static void collect_env(loader_t *L, char *const *envp)
+{
+    size_t n = 0;
+    for (char *const *e = envp; *e != NULL; e++)
+        n++;
+    L->env = rt_calloc(n ? n : 1, sizeof(env_var_t));
+    for (char *const *e = envp; *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        if (eq == NULL || eq[1] == '\0')
+            continue; /* empty counts as unset */
+        env_var_t v = {*e, (size_t)(eq - *e), eq + 1, false};
+        if (env_name_suffix(&v).p == NULL)
+            continue;
+        L->env[L->env_count++] = v;
+    }
+}
+
+static int load(node_config_t *cfg, const char *name, const char *p, size_t n, char *const *envp,
+                char *const *flag_kv, size_t nflags, rt_buf_t *err)
+{
+    loader_t L = {cfg, err, NULL, 0};
+    int rc = 0;
+    if (p != NULL) {
+        set_str(&cfg->config_path, name);
+        rc = apply_buffer(&L, name, p, n);
+    }
+    if (rc == 0) {
+        collect_env(&L, envp != NULL ? envp : environ);
+        rc = apply_env(&L);
+    }
+    if (rc == 0)
+        rc = apply_flags(&L, flag_kv, flag_kv != NULL ? nflags : 0);
+    if (rc == 0)
+        rc = finalize(&L);
+    rt_free(L.env);
+    return rc;
+}
+
+int node_config_load_buffer(node_config_t *cfg, const char *name, const char *p, size_t n,
+                            char *const *envp, char *const *flag_kv, size_t nflags, rt_buf_t *err)
+{
+    node_config_defaults(cfg);
+    return load(cfg, name != NULL ? name : "<buffer>", p, n, envp, flag_kv, nflags, err);
+}
+
+int node_config_load(node_config_t *cfg, const char *path, char *const *envp, char *const *flag_kv,
+                     size_t nflags, rt_buf_t *err)
+{
+    node_config_defaults(cfg);
+    if (path == NULL) {
+        if (access("config.json", F_OK) != 0)
+            return load(cfg, NULL, NULL, 0, envp, flag_kv, nflags, err);
+        path = "config.json";
+    }
+    if (unsupported_extension(path)) {
+        loader_t L = {cfg, err, NULL, 0};
+        return apply_buffer(&L, path, "", 0);
+    }
+    rt_buf_t data = RT_BUF_INIT;
+    int rc = read_file(path, &data, err);
+    if (rc == 0)
+        rc = load(cfg, path, data.p ? (const char *)data.p : "", data.len, envp, flag_kv, nflags,
+                  err);
+    rt_buf_cleanup(&data);
+    return rc;
+}
+
+const node_ns_opts_t *node_config_resolve(const node_config_t *cfg, const char *channel, size_t len,
+                                          const char **rest, size_t *rest_len)
+{
+    const char *rest_tmp;
+    size_t rest_len_tmp;
+    if (rest == NULL)
+        rest = &rest_tmp; /* callers that only need the options */
+    if (rest_len == NULL)
+        rest_len = &rest_len_tmp;
+    const char *p = channel;
+    size_t n = len;
+    if (cfg->private_prefix != '\0' && n > 0 && p[0] == cfg->private_prefix) {
+        p++;
+        n--;
+    }
+    const char *b =
+        cfg->namespace_boundary != '\0' && n > 0 ? memchr(p, cfg->namespace_boundary, n) : NULL;
+    if (b != NULL) {
+        size_t name_len = (size_t)(b - p);
+        *rest = b + 1;
+        *rest_len = n - name_len - 1;
+        /* Like the reference (container.go), an empty name means "no namespace". */
+        if (name_len == 0)
+            return &cfg->without_namespace;
+        return find_ns(cfg, p, name_len);
+    }
+    *rest = channel;
+    *rest_len = len;
+    return &cfg->without_namespace;
+}
+
+bool node_channel_is_private(const node_config_t *cfg, rt_str_t channel)
+{
+    return cfg->private_prefix != '\0' && channel.n > 0 && channel.p[0] == cfg->private_prefix;
+}
+
+bool node_channel_is_user_limited(const node_config_t *cfg, const node_ns_opts_t *ns,
+                                  rt_str_t channel)
+{
+    return ns->allow_user_limited_channels && cfg->user_boundary != '\0' && channel.n > 0 &&
+           memchr(channel.p, cfg->user_boundary, channel.n) != NULL;
+}
+
+bool node_channel_user_allowed(const node_config_t *cfg, const node_ns_opts_t *ns, rt_str_t channel,
+                               rt_str_t user)
+{
+    if (user.n == 0 || !node_channel_is_user_limited(cfg, ns, channel))
+        return false;
+    const char *b = memrchr(channel.p, cfg->user_boundary, channel.n);
+    const char *p = b + 1;
+    const char *end = channel.p + channel.n;
+    while (p <= end) {
+        const char *sep =
+            cfg->user_separator != '\0' ? memchr(p, cfg->user_separator, (size_t)(end - p)) : NULL;
+        const char *stop = sep != NULL ? sep : end;
+        if ((size_t)(stop - p) == user.n && memcmp(p, user.p, user.n) == 0)
+            return true;
+        p = stop + 1;
+    }
+    return false;
+}
+
+int node_channel_validate_name(const node_config_t *cfg, const node_ns_opts_t *ns, rt_str_t channel,
+                               rt_str_t rest)
+{
+    if ((int64_t)channel.n > cfg->channel_max_length)
+        return RT_EINVAL;
+    if (ns->has_regex) {
+        /* regexec needs a C string; a NUL inside could only end the match early. */
+        if (rest.n > 0 && memchr(rest.p, '\0', rest.n) != NULL)
+            return RT_EINVAL;
+        char stack[512];
+        char *s = rest.n < sizeof(stack) ? stack : rt_malloc(rest.n + 1);
+        if (rest.n > 0)
+            memcpy(s, rest.p, rest.n);
+        s[rest.n] = '\0';
+        int rc = regexec(&ns->regex, s, 0, NULL, 0);
+        if (s != stack)
+            rt_free(s);
+        return rc == 0 ? 0 : RT_EINVAL;
+    }
+    for (size_t i = 0; i < channel.n; i++) {
+        if ((unsigned char)channel.p[i] >= 0x80)
+            return RT_EINVAL;
+    }
+    return 0;
+}
+
+void node_config_generate(rt_buf_t *out)
+{
+    uint8_t raw[32];
+    rt_random_fill(raw, sizeof(raw));
+    char secret[65];
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(secret + 2 * i, 3, "%02x", raw[i]);
+    char key[37];
+    rt_uuid4(key);
+    rt_buf_printf(out,
+                  "{\n"
+                  "  \"client\": {\n"
+                  "    \"token\": {\n"
+                  "      \"hmac_secret_key\": \"%s\"\n"
+                  "    },\n"
+                  "    \"allowed_origins\": []\n"
+                  "  },\n"
+                  "  \"http_api\": {\n"
+                  "    \"key\": \"%s\"\n"
+                  "  }\n"
+                  "}\n",
+                  secret, key);
+}
+
+static void format_duration(rt_buf_t *out, int64_t ms)
+{
+    if (ms < 0) {
+        rt_buf_append_byte(out, '-');
+        ms = -ms;
+    }
+    if (ms == 0)
+        rt_buf_append_cstr(out, "0s");
+    else if (ms % 3600000 == 0)
+        rt_buf_printf(out, "%" PRId64 "h", ms / 3600000);
+    else if (ms % 60000 == 0)
+        rt_buf_printf(out, "%" PRId64 "m", ms / 60000);
+    else if (ms % 1000 == 0)
+        rt_buf_printf(out, "%" PRId64 "s", ms / 1000);
+    else
+        rt_buf_printf(out, "%" PRId64 "ms", ms);
+}
+
+static const char *data_format_name(node_data_format_t f)
+{
+    switch (f) {
+    case NODE_DATA_FORMAT_JSON:
+        return "json";
+    case NODE_DATA_FORMAT_JSON_OBJECT:
+        return "json_object";
+    case NODE_DATA_FORMAT_BINARY:
+        return "binary";
+    default:
+        return "";
+    }
+}
+
+static void format_value(rt_buf_t *out, const key_def_t *def, const void *base)
+{
+    const char *field = (const char *)base + def->off;
+    static const char *const levels[] = {"trace", "debug", "info", "warn", "error", "none"};
+    switch (def->kind) {
+    case K_BOOL:
+        rt_buf_append_cstr(out, *(const bool *)field ? "true" : "false");
+        break;
+    case K_ERRMODE:
+    case K_RECMODE:
+    case K_DELTA:
+    case K_ORIGINS:
+    case K_SUBTYPE:
+        break; /* every default is the empty value */
+    case K_LOGLEVEL:
+        rt_buf_append_cstr(out, levels[*(const int *)field]);
+        break;
+    case K_INT:
+        rt_buf_append_i64(out, *(const int *)field);
+        break;
+    case K_PORT:
+        if (*(const int *)field != 0) /* internal_port: "" = same listener */
+            rt_buf_append_i64(out, *(const int *)field);
+        break;
+    case K_I64:
+        rt_buf_append_i64(out, *(const int64_t *)field);
+        break;
+    case K_DUR:
+        format_duration(out, *(const int64_t *)field);
+        break;
+    case K_STR:
+    case K_PREFIX:
+        rt_buf_append_cstr(out, *(char *const *)field);
+        break;
+    case K_CHAR:
+        if (*field != '\0')
+            rt_buf_append_byte(out, (uint8_t)*field);
+        break;
+    case K_DATAFMT:
+        rt_buf_append_cstr(out, data_format_name(*(const node_data_format_t *)(const void *)field));
+        break;
+    }
+}
+
+void node_config_default_env(rt_buf_t *out)
+{
+    node_config_t cfg;
+    node_config_defaults(&cfg);
+    for (size_t i = 0; i < COUNT(top_keys); i++) {
+        rt_buf_append_cstr(out, "CENTRIFUGO_");
+        env_suffix(out, top_keys[i].path);
+        rt_buf_append_byte(out, '=');
+        format_value(out, &top_keys[i], &cfg);
+        rt_buf_append_byte(out, '\n');
+    }
+    rt_buf_append_cstr(out, "CENTRIFUGO_CHANNEL_NAMESPACES=\n");
+    for (size_t i = 0; i < COUNT(ns_keys); i++) {
+        rt_buf_append_cstr(out, "CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_");
+        env_suffix(out, ns_keys[i].path);
+        rt_buf_append_byte(out, '=');
+        format_value(out, &ns_keys[i], &cfg.without_namespace);
+        rt_buf_append_byte(out, '\n');
+    }
+    node_config_cleanup(&cfg);
+}

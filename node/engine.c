@@ -1,0 +1,479 @@
+/* The engine loop: owns the broker and presence, the channel -> workers interest table,
+ * and executes operations posted by workers (node_internal.h). Runs on the main thread. */
+#include <fnmatch.h>
+#include <string.h>
+
+#include "broker/broker_mem.h"
+#include "node/base/alloc.h"
+#include "node/base/assert.h"
+#include "node/base/err.h"
+#include "node/base/log.h"
+#include "node/node_internal.h"
+
+/* Which workers have local subscribers of a channel. */
+typedef struct eng_chan {
+    char *name; /* owned; the map key points here */
+    size_t len;
+    uint64_t worker_mask;
+} eng_chan_t;
+
+struct node_survey {
+    node_op_t *op; /* owned until answered */
+    int remaining; /* workers that have not answered yet */
+    node_survey_result_t merged;
+};
+
+/* Survey mails: engine -> worker (request) and worker -> engine (part). */
+typedef struct survey_part_mail {
+    rt_mail_t mail;
+    node_survey_t *survey; /* engine-owned; only the engine dereferences it */
+    int worker;
+    node_survey_result_t part; /* owned */
+} survey_part_mail_t;
+
+/* ---------------------------------------------------------------------------------------
+ * Ops, controls, survey results.
+ */
+
+node_op_t *node_op_new(node_op_kind_t kind, node_worker_t *w, node_op_done_fn done)
+{
+    node_op_t *op = RT_NEW(node_op_t);
+    op->kind = kind;
+    op->worker = w ? w->index : -1;
+    op->done = done;
+    return op;
+}
+
+rt_str_t node_op_copy(node_op_t *op, rt_str_t s)
+{
+    if (s.n == 0)
+        return (rt_str_t){"", 0};
+    node_blob_t *b = rt_malloc(sizeof(*b) + s.n + 1);
+    memcpy(b->bytes, s.p, s.n);
+    b->bytes[s.n] = '\0';
+    b->next = op->blobs;
+    op->blobs = b;
+    return (rt_str_t){b->bytes, s.n};
+}
+
+void node_op_free(node_op_t *op)
+{
+    if (op == NULL)
+        return;
+    while (op->blobs) {
+        node_blob_t *next = op->blobs->next;
+        rt_free(op->blobs);
+        op->blobs = next;
+    }
+    for (size_t i = 0; i < op->npubs; i++)
+        broker_pub_unref(op->pubs[i]);
+    rt_free(op->pubs);
+    rt_free(op->entries);
+    node_control_unref(op->control);
+    if (op->survey) {
+        node_survey_result_cleanup(op->survey);
+        rt_free(op->survey);
+    }
+    rt_free(op);
+}
+
+node_control_t *node_control_new(node_control_kind_t kind)
+{
+    node_control_t *c = RT_NEW(node_control_t);
+    atomic_init(&c->refs, 1);
+    c->kind = kind;
+    c->user = rt_strdup("");
+    c->client = rt_strdup("");
+    c->session = rt_strdup("");
+    c->channel = rt_strdup("");
+    c->reason = rt_strdup("");
+    rt_buf_init(&c->info);
+    rt_buf_init(&c->data);
+    c->override = (node_jwt_override_t){NODE_JWT_UNSET, NODE_JWT_UNSET, NODE_JWT_UNSET,
+                                        NODE_JWT_UNSET, NODE_JWT_UNSET};
+    return c;
+}
+
+node_control_t *node_control_ref(node_control_t *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void node_control_unref(node_control_t *c)
+{
+    if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    rt_free(c->user);
+    rt_free(c->client);
+    rt_free(c->session);
+    rt_free(c->channel);
+    rt_free(c->reason);
+    if (c->whitelist) {
+        for (char **p = c->whitelist; *p; p++)
+            rt_free(*p);
+        rt_free(c->whitelist);
+    }
+    rt_buf_cleanup(&c->info);
+    rt_buf_cleanup(&c->data);
+    rt_free(c);
+}
+
+void node_survey_result_init(node_survey_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    node_map_init(&r->users);
+    node_map_init(&r->channels);
+}
+
+void node_survey_result_cleanup(node_survey_result_t *r)
+{
+    node_map_cleanup(&r->users);
+    node_map_cleanup(&r->channels);
+    while (r->keys) {
+        node_blob_t *next = r->keys->next;
+        rt_free(r->keys);
+        r->keys = next;
+    }
+}
+
+void node_survey_result_add(node_survey_result_t *r, node_map_t *m, rt_str_t key, uintptr_t n)
+{
+    uintptr_t have = (uintptr_t)node_map_get(m, key);
+    if (have) {
+        node_map_put(m, key, (void *)(have + n));
+        return;
+    }
+    node_blob_t *b = rt_malloc(sizeof(*b) + key.n + 1);
+    memcpy(b->bytes, key.p, key.n);
+    b->bytes[key.n] = '\0';
+    b->next = r->keys;
+    r->keys = b;
+    /* Stored values are count + 1 so that a zero count is not mistaken for absence. */
+    node_map_put(m, (rt_str_t){b->bytes, key.n}, (void *)(n + 1));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Answering ops.
+ */
+
+static void op_done_on_worker(rt_mail_t *mail, void *ctx)
+{
+    node_op_t *op = (node_op_t *)mail;
+    op->done((node_worker_t *)ctx, op);
+    node_op_free(op);
+}
+
+static void answer(node_engine_t *e, node_op_t *op)
+{
+    if (op->done == NULL || op->worker < 0 || op->worker >= e->node->nworkers) {
+        node_op_free(op);
+        return;
+    }
+    op->mail.fn = op_done_on_worker;
+    rt_mailbox_post(&e->node->workers[op->worker]->mailbox, &op->mail);
+}
+
+static void copy_epoch(char *dst, rt_str_t epoch)
+{
+    size_t n = epoch.n < NODE_EPOCH_MAX - 1 ? epoch.n : NODE_EPOCH_MAX - 1;
+    if (n)
+        memcpy(dst, epoch.p, n);
+    dst[n] = '\0';
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Broker sink: what arrives for channels goes to the workers that have subscribers.
+ */
+
+static void sink_publication(void *ud, broker_pub_t *pub)
+{
+    node_engine_t *e = ud;
+    eng_chan_t *ch = node_map_get(&e->channels, pub->channel);
+    if (ch == NULL)
+        return;
+    for (int i = 0; i < e->node->nworkers; i++) {
+        if (ch->worker_mask & (1ULL << i))
+            node_worker_deliver_pub(e->node->workers[i], pub);
+    }
+}
+
+static void sink_join_leave(node_engine_t *e, rt_str_t channel, const broker_client_info_t *info,
+                            bool leave)
+{
+    eng_chan_t *ch = node_map_get(&e->channels, channel);
+    if (ch == NULL)
+        return;
+    for (int i = 0; i < e->node->nworkers; i++) {
+        if (ch->worker_mask & (1ULL << i))
+            node_worker_deliver_join(e->node->workers[i], channel, info, leave);
+    }
+}
+
+static void sink_join(void *ud, rt_str_t channel, const broker_client_info_t *info)
+{
+    sink_join_leave(ud, channel, info, false);
+}
+
+static void sink_leave(void *ud, rt_str_t channel, const broker_client_info_t *info)
+{
+    sink_join_leave(ud, channel, info, true);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Op execution.
+ */
+
+static void hub_interest(node_engine_t *e, node_op_t *op, bool add)
+{
+    eng_chan_t *ch = node_map_get(&e->channels, op->channel);
+    uint64_t bit = 1ULL << op->worker;
+    if (add) {
+        if (ch == NULL) {
+            ch = RT_NEW(eng_chan_t);
+            ch->name = rt_str_dup(op->channel);
+            ch->len = op->channel.n;
+            node_map_put(&e->channels, (rt_str_t){ch->name, ch->len}, ch);
+            atomic_fetch_add(&e->num_channels, 1);
+            int rc = broker_subscribe(e->broker, op->channel);
+            if (rc != 0)
+                RT_LOG_WARN("broker subscribe failed channel=%.*s err=%s", (int)op->channel.n,
+                            op->channel.p, rt_strerror(rc));
+        }
+        ch->worker_mask |= bit;
+    } else if (ch != NULL) {
+        ch->worker_mask &= ~bit;
+        if (ch->worker_mask == 0) {
+            node_map_del(&e->channels, (rt_str_t){ch->name, ch->len});
+            atomic_fetch_sub(&e->num_channels, 1);
+            int rc = broker_unsubscribe(e->broker, (rt_str_t){ch->name, ch->len});
+            if (rc != 0)
+                RT_LOG_WARN("broker unsubscribe failed err=%s", rt_strerror(rc));
+            rt_free(ch->name);
+            rt_free(ch);
+        }
+    }
+    node_op_free(op);
+}
+
+static void publish_done(int status, const broker_pos_t *pos, bool suppressed, void *ud)
+{
+    node_op_t *op = ud;
+    op->status = status;
+    if (status == 0 && pos) {
+        op->offset = pos->offset;
+        copy_epoch(op->epoch, pos->epoch);
+        op->suppressed = suppressed;
+    }
+    node_engine_t *eng = op->engine;
+    if (status == 0)
+        atomic_fetch_add_explicit(&eng->node->metrics.publications, 1, memory_order_relaxed);
+    answer(eng, op);
+}
+
+static void history_done(int status, broker_pub_t *const *pubs, size_t n, const broker_pos_t *top,
+                         void *ud)
+{
+    node_op_t *op = ud;
+    node_engine_t *eng = op->engine;
+    op->status = status;
+    if (status == 0) {
+        if (n > 0) {
+            op->pubs = rt_malloc(n * sizeof(*op->pubs));
+            for (size_t i = 0; i < n; i++)
+                op->pubs[i] = broker_pub_ref(pubs[i]);
+            op->npubs = n;
+        }
+        if (top) {
+            op->offset = top->offset;
+            copy_epoch(op->epoch, top->epoch);
+        }
+    }
+    answer(eng, op);
+}
+
+static void done_status(int status, void *ud)
+{
+    node_op_t *op = ud;
+    node_engine_t *eng = op->engine;
+    op->status = status;
+    answer(eng, op);
+}
+
+static void presence_get_done(int status, const broker_client_info_t *entries, size_t n, void *ud)
+{
+    node_op_t *op = ud;
+    node_engine_t *eng = op->engine;
+    op->status = status;
+    if (status == 0 && n > 0) {
+        op->entries = rt_calloc(n, sizeof(*op->entries));
+        for (size_t i = 0; i < n; i++) {
+            op->entries[i].user = node_op_copy(op, entries[i].user);
+            op->entries[i].client = node_op_copy(op, entries[i].client);
+            op->entries[i].conn_info = node_op_copy(op, entries[i].conn_info);
+            op->entries[i].chan_info = node_op_copy(op, entries[i].chan_info);
+        }
+        op->nentries = n;
+    }
+    answer(eng, op);
+}
+
+static void presence_stats_done(int status, uint32_t clients, uint32_t users, void *ud)
+{
+    node_op_t *op = ud;
+    node_engine_t *eng = op->engine;
+    op->status = status;
+    op->num_clients = clients;
+    op->num_users = users;
+    answer(eng, op);
+}
+
+static void fail_now(node_engine_t *e, node_op_t *op, int rc)
+{
+    op->status = rc;
+    answer(e, op);
+}
+
+static void start_survey(node_engine_t *e, node_op_t *op)
+{
+    node_survey_t *s = RT_NEW(node_survey_t);
+    s->op = op;
+    s->remaining = e->node->nworkers;
+    node_survey_result_init(&s->merged);
+    for (int i = 0; i < e->node->nworkers; i++)
+        node_worker_survey(e->node->workers[i], s, op->want_channels, op->pattern);
+}
+
+static void merge_map(node_survey_result_t *into, node_map_t *dst, const node_map_t *src)
+{
+    for (node_map_iter_t it = node_map_iter(src); node_map_next(&it);) {
+        uintptr_t n = (uintptr_t)it.entry->val - 1;
+        node_survey_result_add(into, dst, it.entry->key, n);
+    }
+}
+
+void node_engine_survey_part(node_engine_t *e, node_survey_t *s, int worker,
+                             node_survey_result_t *part)
+{
+    (void)worker;
+    s->merged.num_clients += part->num_clients;
+    s->merged.num_subs += part->num_subs;
+    merge_map(&s->merged, &s->merged.users, &part->users);
+    merge_map(&s->merged, &s->merged.channels, &part->channels);
+    if (--s->remaining > 0)
+        return;
+    node_op_t *op = s->op;
+    op->survey = rt_malloc(sizeof(*op->survey));
+    *op->survey = s->merged;
+    op->status = 0;
+    rt_free(s);
+    answer(e, op);
+}
+
+static void run_op(rt_mail_t *mail, void *ctx)
+{
+    node_engine_t *e = ctx;
+    node_op_t *op = (node_op_t *)mail;
+    int rc = 0;
+    op->engine = e;
+    switch (op->kind) {
+    case NODE_OP_HUB_SUB:
+        hub_interest(e, op, true);
+        return;
+    case NODE_OP_HUB_UNSUB:
+        hub_interest(e, op, false);
+        return;
+    case NODE_OP_PUBLISH:
+        rc = broker_publish(e->broker, &op->pub, publish_done, op);
+        break;
+    case NODE_OP_HISTORY:
+        rc = broker_history(e->broker, &op->hist, history_done, op);
+        break;
+    case NODE_OP_HISTORY_REMOVE:
+        rc = broker_history_remove(e->broker, op->channel, done_status, op);
+        break;
+    case NODE_OP_PRESENCE_ADD:
+        rc = presence_add(e->presence, op->channel, &op->info, done_status, op);
+        break;
+    case NODE_OP_PRESENCE_REMOVE:
+        rc = presence_remove(e->presence, op->channel, op->info.client, done_status, op);
+        break;
+    case NODE_OP_PRESENCE_GET:
+        rc = presence_get(e->presence, op->channel, presence_get_done, op);
+        break;
+    case NODE_OP_PRESENCE_STATS:
+        rc = presence_stats(e->presence, op->channel, presence_stats_done, op);
+        break;
+    case NODE_OP_JOIN:
+    case NODE_OP_LEAVE:
+        rc = op->kind == NODE_OP_JOIN ? broker_publish_join(e->broker, op->channel, &op->info)
+                                      : broker_publish_leave(e->broker, op->channel, &op->info);
+        op->status = rc;
+        answer(e, op);
+        return;
+    case NODE_OP_CONTROL:
+        for (int i = 0; i < e->node->nworkers; i++)
+            node_worker_deliver_control(e->node->workers[i], op->control);
+        op->status = 0;
+        answer(e, op);
+        return;
+    case NODE_OP_SURVEY:
+        start_survey(e, op);
+        return;
+    }
+    if (rc != 0)
+        fail_now(e, op, rc);
+}
+
+void node_engine_post(node_engine_t *e, node_op_t *op)
+{
+    op->mail.fn = run_op;
+    rt_mailbox_post(&e->mailbox, &op->mail);
+}
+
+node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop)
+{
+    node_engine_t *e = RT_NEW(node_engine_t);
+    e->node = node;
+    e->loop = loop;
+    rt_mailbox_init(&e->mailbox, loop, e);
+    rt_mailbox_start(&e->mailbox);
+    node_map_init(&e->channels);
+    broker_sink_t sink = {
+        .on_publication = sink_publication,
+        .on_join = sink_join,
+        .on_leave = sink_leave,
+        .ud = e,
+    };
+    e->broker = broker_mem_new(loop, &sink);
+    /* Entries are refreshed every presence_update_interval; three missed refreshes mean
+     * the entry's owner is gone (cannot happen within one process unless a bug leaks it). */
+    int64_t ttl = node->cfg->presence_update_interval_ms * 3;
+    e->presence = presence_mem_new(loop, ttl > 60000 ? ttl : 60000);
+    return e;
+}
+
+static void free_op_mail(rt_mail_t *m)
+{
+    node_op_free((node_op_t *)m);
+}
+
+void node_engine_free(node_engine_t *e)
+{
+    if (e == NULL)
+        return;
+    rt_mailbox_stop(&e->mailbox);
+    /* Workers are joined by now: callbacks of the broker destroy cannot be answered, so
+     * make answer() free them. */
+    e->node->nworkers = 0;
+    broker_destroy(e->broker);
+    presence_destroy(e->presence);
+    rt_mailbox_cleanup(&e->mailbox, free_op_mail);
+    for (node_map_iter_t it = node_map_iter(&e->channels); node_map_next(&it);) {
+        eng_chan_t *ch = it.entry->val;
+        rt_free(ch->name);
+        rt_free(ch);
+    }
+    node_map_cleanup(&e->channels);
+    rt_free(e);
+}

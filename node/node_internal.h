@@ -1,0 +1,411 @@
+/* Internal structures of node/: the node, its engine loop, worker loops, client sessions,
+ * subscriptions and the operations that travel between workers and the engine.
+ *
+ * Threads (STYLE.md §6): a worker's clients, subscriptions, hub shard and API requests are
+ * touched only by that worker's thread. The engine owns the broker, presence and the
+ * channel -> workers interest table. Workers and engine talk only through mailboxes; an
+ * operation (node_op_t) is posted to the engine, executed there, and posted back to the
+ * worker that asked with its result filled in: one allocation per round trip. Across that
+ * gap the op carries ids (client id, subscription serial, API request id), never pointers
+ * into worker state. */
+#ifndef RT_NODE_INTERNAL_H
+#define RT_NODE_INTERNAL_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "node/base/buf.h"
+#include "node/base/mailbox.h"
+#include "node/config.h"
+#include "node/jwt.h"
+#include "node/map.h"
+#include "node/proto.h"
+#include "presence/presence.h"
+#include "transports/http.h"
+#include "transports/loop.h"
+#include "transports/ws.h"
+
+#define NODE_MAX_WORKERS  64
+#define NODE_EPOCH_MAX    32 /* bytes kept of an epoch (memory broker: 8 letters) */
+#define NODE_VERSION_TEXT RT_VERSION " rotor"
+
+typedef struct node node_t;
+typedef struct node_worker node_worker_t;
+typedef struct node_engine node_engine_t;
+typedef struct node_client node_client_t;
+typedef struct node_sub node_sub_t;
+typedef struct node_hub_chan node_hub_chan_t;
+typedef struct node_op node_op_t;
+typedef struct node_control node_control_t;
+typedef struct node_survey node_survey_t;
+
+/* Wire-form slots in broker_pub_t.frames. */
+enum { NODE_FRAME_JSON_WS = 0 };
+
+/* ---------------------------------------------------------------------------------------
+ * Metrics: counters written by workers with relaxed atomics, read by /metrics.
+ */
+typedef struct node_metrics {
+    _Atomic uint64_t connections_accepted;
+    _Atomic uint64_t messages_sent;     /* frames written to clients */
+    _Atomic uint64_t messages_received; /* frames received from clients */
+    _Atomic uint64_t bytes_sent;
+    _Atomic uint64_t bytes_received;
+    _Atomic uint64_t publications; /* publications accepted by the broker */
+    _Atomic uint64_t api_commands;
+    _Atomic uint64_t api_errors;
+    _Atomic uint64_t reply_errors;
+    _Atomic uint64_t disconnects[16]; /* by code slot, see node_metrics_disconnect_slot */
+    _Atomic uint64_t recover_ok;
+    _Atomic uint64_t recover_fail;
+} node_metrics_t;
+
+/* ---------------------------------------------------------------------------------------
+ * The node.
+ */
+struct node {
+    const node_config_t *cfg; /* borrowed; read-only after start */
+    char uid[37];             /* random per start */
+    int nworkers;
+    node_worker_t **workers;           /* owned */
+    node_engine_t *engine;             /* owned */
+    node_jwt_verifier_t *verifier;     /* connection tokens; owned */
+    node_jwt_verifier_t *sub_verifier; /* subscription tokens (== verifier unless separate) */
+    _Atomic int draining;              /* 1: shutting down, /ready answers 503 */
+    int64_t start_ms;
+    node_metrics_t metrics;
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Operations between workers and the engine.
+ */
+typedef enum node_op_kind {
+    NODE_OP_HUB_SUB,   /* the worker has subscribers of channel now (no reply) */
+    NODE_OP_HUB_UNSUB, /* the worker has none any more (no reply) */
+    NODE_OP_PUBLISH,
+    NODE_OP_HISTORY,
+    NODE_OP_HISTORY_REMOVE,
+    NODE_OP_PRESENCE_ADD,
+    NODE_OP_PRESENCE_REMOVE,
+    NODE_OP_PRESENCE_GET,
+    NODE_OP_PRESENCE_STATS,
+    NODE_OP_JOIN,
+    NODE_OP_LEAVE,
+    NODE_OP_CONTROL, /* apply a control command on every worker (no result) */
+    NODE_OP_SURVEY,  /* collect counts/channels from every worker */
+} node_op_kind_t;
+
+/* Runs on the worker that posted the op, which then frees it. */
+typedef void (*node_op_done_fn)(node_worker_t *w, node_op_t *op);
+
+typedef struct node_blob node_blob_t;
+struct node_blob {
+    node_blob_t *next;
+    char bytes[];
+};
+
+typedef struct node_survey_result {
+    uint32_t num_clients;
+    uint32_t num_subs;
+    node_map_t users;    /* user -> (void *)count; keys owned by user_keys */
+    node_map_t channels; /* channel -> (void *)(uintptr_t)num_clients; keys owned below */
+    node_blob_t *keys;   /* owned storage of the map keys */
+} node_survey_result_t;
+
+struct node_op {
+    rt_mail_t mail;
+    node_op_kind_t kind;
+    int worker;            /* index of the worker to answer */
+    node_op_done_fn done;  /* NULL: nothing to answer, the engine frees the op */
+    uint64_t ref_id;       /* client id or API request id, looked up on completion */
+    uint64_t sub_serial;   /* subscription serial for subscribe-flow ops */
+    uint32_t cmd_id;       /* protocol command id or API batch slot */
+    node_blob_t *blobs;    /* owned copies behind the slices below */
+    node_engine_t *engine; /* set while the op is on the engine (broker callbacks need it) */
+
+    /* request */
+    rt_str_t channel;
+    broker_publish_req_t pub;  /* PUBLISH; slices point into blobs */
+    broker_history_req_t hist; /* HISTORY; channel points into blobs */
+    broker_client_info_t info; /* PRESENCE_ADD, JOIN, LEAVE; slices into blobs */
+    node_control_t *control;   /* CONTROL; owned reference */
+    char pattern[256];         /* SURVEY channels: glob pattern ("" = all) */
+    bool want_channels;        /* SURVEY */
+
+    /* result */
+    int status;
+    uint64_t offset;
+    char epoch[NODE_EPOCH_MAX];
+    bool suppressed;
+    broker_pub_t **pubs; /* owned references */
+    size_t npubs;
+    broker_client_info_t *entries; /* PRESENCE_GET; slices into blobs */
+    size_t nentries;
+    uint32_t num_clients;
+    uint32_t num_users;
+    node_survey_result_t *survey; /* SURVEY: merged result, owned */
+};
+
+/* New op of kind that answers `done` on worker w (done NULL = no answer). */
+node_op_t *node_op_new(node_op_kind_t kind, node_worker_t *w, node_op_done_fn done);
+/* Copies s into the op; the slice lives as long as the op. */
+rt_str_t node_op_copy(node_op_t *op, rt_str_t s);
+void node_op_free(node_op_t *op);
+/* Any worker thread: hands op to the engine (takes ownership). */
+void node_engine_post(node_engine_t *e, node_op_t *op);
+
+void node_survey_result_init(node_survey_result_t *r);
+void node_survey_result_cleanup(node_survey_result_t *r);
+/* Adds key (copied) with n to the map (summing). */
+void node_survey_result_add(node_survey_result_t *r, node_map_t *m, rt_str_t key, uintptr_t n);
+
+/* ---------------------------------------------------------------------------------------
+ * Control commands (server API subscribe/unsubscribe/disconnect/refresh by user), shared
+ * read-only by every worker: atomic refcount, one allocation per string.
+ */
+typedef enum node_control_kind {
+    NODE_CONTROL_SUBSCRIBE,
+    NODE_CONTROL_UNSUBSCRIBE,
+    NODE_CONTROL_DISCONNECT,
+    NODE_CONTROL_REFRESH,
+} node_control_kind_t;
+
+struct node_control {
+    _Atomic uint32_t refs;
+    node_control_kind_t kind;
+    char *user;       /* owned */
+    char *client;     /* owned; "" = any */
+    char *session;    /* owned; "" = any */
+    char *channel;    /* owned; unsubscribe "" = all channels */
+    char **whitelist; /* owned, NULL-terminated; disconnect: client ids to spare */
+    int code;         /* disconnect */
+    char *reason;     /* owned */
+    /* subscribe */
+    rt_buf_t info; /* chan info bytes */
+    rt_buf_t data; /* subscribe push data */
+    bool has_recover_since;
+    uint64_t recover_offset;
+    char recover_epoch[NODE_EPOCH_MAX];
+    int64_t expire_at; /* subscribe / refresh */
+    node_jwt_override_t override;
+    /* refresh */
+    bool expired;
+    bool has_expire_at;
+    bool has_info;
+};
+
+node_control_t *node_control_new(node_control_kind_t kind);
+node_control_t *node_control_ref(node_control_t *c);
+void node_control_unref(node_control_t *c);
+
+/* ---------------------------------------------------------------------------------------
+ * Engine.
+ */
+struct node_engine {
+    node_t *node;         /* borrowed */
+    struct ev_loop *loop; /* owned by the engine thread (the main thread) */
+    rt_mailbox_t mailbox;
+    broker_t *broker;     /* owned */
+    presence_t *presence; /* owned */
+    node_map_t channels;  /* channel -> node_eng_chan_t (workers with subscribers) */
+    _Atomic uint64_t num_channels;
+};
+
+node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop);
+void node_engine_free(node_engine_t *e);
+/* Engine thread: a worker finished its part of a survey (see worker.c). */
+void node_engine_survey_part(node_engine_t *e, node_survey_t *s, int worker,
+                             node_survey_result_t *part);
+
+/* ---------------------------------------------------------------------------------------
+ * Hub shard of a worker: channel -> local subscriptions.
+ */
+struct node_hub_chan {
+    char *name; /* owned */
+    size_t len;
+    node_sub_t *subs; /* first subscription (doubly linked through chan_prev/chan_next) */
+    size_t nsubs;
+};
+
+typedef enum node_sub_state {
+    NODE_SUB_SUBSCRIBING, /* ops in flight, publications buffered */
+    NODE_SUB_SUBSCRIBED,
+} node_sub_state_t;
+
+typedef enum node_sub_origin {
+    NODE_SUB_CLIENT,      /* subscribe command: answered with a subscribe reply */
+    NODE_SUB_CONNECT,     /* server-side at connect: part of the connect reply */
+    NODE_SUB_SERVER_PUSH, /* server-side later (API subscribe): subscribe push */
+} node_sub_origin_t;
+
+struct node_sub {
+    node_client_t *client; /* borrowed back-pointer; the client owns the sub */
+    node_hub_chan_t *chan; /* borrowed; the hub channel we are linked into */
+    node_sub_t *chan_prev, *chan_next;
+    node_sub_t *next; /* in the client's list */
+    uint64_t serial;  /* unique in the worker: ops find the sub by it */
+    char *channel;    /* owned */
+    size_t channel_len;
+    node_sub_state_t state;
+    node_sub_origin_t origin;
+    uint32_t cmd_id; /* subscribe command to answer */
+    int pending_ops; /* ops of the subscribe flow still in flight */
+    int failed_code; /* error to answer when the flow completes (0 = ok) */
+    bool positioned;
+    bool recoverable;
+    bool recover;            /* the request asked to recover from (offset, epoch) */
+    bool reject_unrecovered; /* flag bit 2 */
+    bool presence;           /* has a presence entry */
+    bool emit_join_leave;    /* publish join/leave for this subscriber */
+    bool push_join_leave;    /* receive join/leave pushes */
+    uint64_t offset;         /* tracked position (positioned) */
+    char epoch[NODE_EPOCH_MAX];
+    uint64_t req_offset; /* recover request position */
+    char req_epoch[NODE_EPOCH_MAX];
+    int64_t expire_at;  /* Unix s; 0 = never */
+    rt_str_t chan_info; /* owned bytes (chan_info_buf) */
+    char *chan_info_buf;
+    char *data_buf; /* subscribe result data (owned) */
+    size_t data_len;
+    broker_pub_t **buffered; /* live publications received while subscribing (owned refs) */
+    size_t nbuffered, buffered_cap;
+    broker_pub_t **history; /* history/recovery read result (owned refs) */
+    size_t nhistory;
+    uint64_t top_offset; /* stream top from the read */
+    char top_epoch[NODE_EPOCH_MAX];
+    double last_seen; /* ev_now of the last delivered publication or check */
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Client sessions.
+ */
+typedef enum node_client_state {
+    NODE_CLIENT_CONNECTING, /* waiting for connect */
+    NODE_CLIENT_AUTHING,    /* connect accepted, server-side subscriptions in flight */
+    NODE_CLIENT_CONNECTED,
+    NODE_CLIENT_FAILED, /* connect got an error reply: every further command is 3501 */
+    NODE_CLIENT_CLOSING,
+} node_client_state_t;
+
+struct node_client {
+    node_worker_t *w;           /* borrowed */
+    uint64_t id;                /* worker-unique id (map key) */
+    char uuid[37];              /* protocol client id */
+    tr_ws_t *ws;                /* borrowed from transports; NULL once closed */
+    node_client_t *prev, *next; /* worker's client list */
+    node_client_state_t state;
+    char *user;      /* owned, "" anonymous */
+    char *conn_info; /* owned bytes or NULL */
+    size_t conn_info_len;
+    char name[17];
+    char version[65];
+    int64_t expire_at;   /* Unix s; 0 = never */
+    bool client_refresh; /* expiry refreshed by the client (JWT) */
+    uint32_t connect_cmd_id;
+    int connect_pending; /* server-side subscribe flows before the connect reply */
+    node_sub_t *subs;    /* owned list */
+    int nsubs;
+    ev_timer timer;  /* next of: stale, ping, pong deadline, expiry */
+    double stale_at; /* ev time; 0 = none */
+    double ping_at;
+    double pong_deadline; /* 0 = no ping outstanding */
+    double expire_close_at;
+    bool insecure;     /* client.insecure: every operation allowed */
+    bool counted_user; /* counted in the worker's per-user table */
+    rt_buf_t deferred; /* commands received while AUTHING, processed after connect */
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Worker.
+ */
+typedef struct node_api_req node_api_req_t;
+
+struct node_worker {
+    node_t *node; /* borrowed */
+    int index;
+    pthread_t thread;
+    struct ev_loop *loop; /* owned */
+    rt_mailbox_t mailbox;
+    tr_loop_t tl;
+    tr_http_server_t *http;     /* owned */
+    node_map_t clients;         /* id -> client */
+    node_client_t *client_list; /* all clients */
+    uint32_t nclients;
+    node_map_t users;    /* user -> (void *)count of local connections */
+    node_map_t hub;      /* channel -> node_hub_chan_t */
+    node_map_t api_reqs; /* id -> node_api_req_t */
+    uint64_t next_id;
+    uint64_t num_subs;
+    rt_buf_t scratch; /* encoding buffer, reset before each use */
+    ev_timer tick;    /* presence refresh, expiry and position checks */
+    ev_async stop;    /* asks the loop to drain clients (shutdown) */
+    int stop_phase;   /* 0 running, 1 disconnecting clients */
+    ev_timer close_window;
+};
+
+node_worker_t *node_worker_new(node_t *node, int index);
+/* Starts the worker thread and its listener. Returns 0 or RT_EIO. */
+int node_worker_start(node_worker_t *w);
+/* Any thread: stop accepting and disconnect every client with 3001; the loop ends when
+ * no connection is left. */
+void node_worker_request_stop(node_worker_t *w);
+void node_worker_join(node_worker_t *w);
+void node_worker_free(node_worker_t *w);
+/* Worker thread: post to the engine. */
+static inline void node_worker_post(node_worker_t *w, node_op_t *op)
+{
+    node_engine_post(w->node->engine, op);
+}
+uint64_t node_worker_next_id(node_worker_t *w);
+
+/* Engine -> worker mails. */
+void node_worker_deliver_pub(node_worker_t *w, broker_pub_t *pub); /* takes a ref */
+void node_worker_deliver_join(node_worker_t *w, rt_str_t channel, const broker_client_info_t *info,
+                              bool leave);                             /* copies */
+void node_worker_deliver_control(node_worker_t *w, node_control_t *c); /* takes a ref */
+void node_worker_survey(node_worker_t *w, node_survey_t *s, bool want_channels,
+                        const char *pattern);
+
+/* hub.c (worker thread) */
+node_hub_chan_t *node_hub_attach(node_worker_t *w, node_sub_t *sub);
+void node_hub_detach(node_worker_t *w, node_sub_t *sub);
+/* Fan-out of one publication to the local subscribers of its channel. pub borrowed. */
+void node_hub_fanout(node_worker_t *w, broker_pub_t *pub);
+void node_hub_fanout_join(node_worker_t *w, rt_str_t channel, const broker_client_info_t *info,
+                          bool leave);
+/* The shared JSON WebSocket frame of pub (encoded once per publication, cached in it).
+ * Returns NULL when pub cannot be encoded as JSON (binary data). Borrowed. */
+rt_shared_t *node_hub_pub_frame_json(broker_pub_t *pub);
+/* Counts of encodes done by node_hub_pub_frame_json (for tests). */
+uint64_t node_hub_encode_count(void);
+
+/* client.c (worker thread) */
+/* A new WebSocket connection; returns the handler context. */
+node_client_t *node_client_new(node_worker_t *w, bool protobuf);
+extern const tr_ws_handler_t node_client_ws_handler;
+void node_client_disconnect(node_client_t *c, int code, const char *reason);
+/* Delivers a live publication to one subscription (positioning, buffering). frame: the
+ * shared JSON view for this publication in this worker (borrowed), NULL if not encodable. */
+void node_client_on_pub(node_sub_t *s, broker_pub_t *pub, rt_bytes_t *frame);
+void node_client_send_frame(node_client_t *c, rt_bytes_t *frame);
+/* Encodes w->scratch as one text frame and sends it. */
+void node_client_send_scratch(node_client_t *c);
+void node_client_apply_control(node_client_t *c, const node_control_t *ctl);
+void node_client_tick(node_client_t *c, double now);
+
+/* api.c (worker thread) */
+void node_api_handle(node_worker_t *w, tr_http_req_t *req, rt_str_t method);
+void node_api_handle_legacy(node_worker_t *w, tr_http_req_t *req);
+
+/* metrics.c */
+void node_metrics_render(node_worker_t *w, tr_http_req_t *req);
+void node_metrics_count_disconnect(node_t *node, int code);
+
+/* Permission helpers (client.c) shared with api.c. */
+bool node_data_format_ok(const node_ns_opts_t *ns, rt_str_t data, bool binary);
+
+#endif

@@ -1,0 +1,902 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "node/base/buf.h"
+#include "node/base/err.h"
+#include "node/base/log.h"
+#include "node/config.h"
+
+static char *const no_env[] = {NULL};
+
+static int load_json(node_config_t *cfg, const char *json, char *const *envp, rt_buf_t *err)
+{
+    rt_buf_reset(err);
+    return node_config_load_buffer(cfg, "test.json", json, json ? strlen(json) : 0,
+                                   envp ? envp : no_env, NULL, 0, err);
+}
+
+/* Loads json expecting RT_EINVAL with an error message containing want. */
+static void expect_error(const char *json, char *const *envp, const char *want)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = load_json(&cfg, json, envp, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != RT_EINVAL || strstr((const char *)err.p, want) == NULL)
+        fail_msg("json %s: rc %d, err \"%s\", want \"%s\"", json ? json : "(none)", rc,
+                 (const char *)err.p, want);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static int quiet_setup(void **state)
+{
+    rt_log_set_level(RT_LOG_ERROR);
+    return 0;
+}
+
+static int quiet_teardown(void **state)
+{
+    rt_log_set_level(RT_LOG_INFO);
+    return 0;
+}
+
+static void test_defaults(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(load_json(&cfg, NULL, NULL, &err), 0);
+    assert_int_equal(cfg.http_port, 8000);
+    assert_string_equal(cfg.http_address, "");
+    assert_int_equal(cfg.http_internal_port, 0);
+    assert_int_equal(cfg.log_level, RT_LOG_INFO);
+    assert_string_equal(cfg.engine_type, "memory");
+    assert_true(cfg.workers >= 1);
+    assert_non_null(cfg.allowed_origins);
+    assert_null(cfg.allowed_origins[0]);
+    assert_int_equal(cfg.allowed_origins_count, 0);
+    assert_string_equal(cfg.token.hmac_secret_key, "");
+    assert_false(cfg.client_insecure);
+    assert_int_equal(cfg.ping_interval_ms, 25000);
+    assert_int_equal(cfg.pong_timeout_ms, 8000);
+    assert_int_equal(cfg.queue_max_size, 1048576);
+    assert_int_equal(cfg.channel_limit, 128);
+    assert_int_equal(cfg.stale_close_delay_ms, 10000);
+    assert_int_equal(cfg.expired_close_delay_ms, 25000);
+    assert_int_equal(cfg.expired_sub_close_delay_ms, 25000);
+    assert_int_equal(cfg.presence_update_interval_ms, 27000);
+    assert_int_equal(cfg.channel_position_check_delay_ms, 40000);
+    assert_int_equal(cfg.history_max_publication_limit, 300);
+    assert_int_equal(cfg.recovery_max_publication_limit, 300);
+    assert_int_equal(cfg.channel_history_meta_ttl_ms, 720LL * 3600 * 1000);
+    assert_int_equal(cfg.without_namespace.history_meta_ttl_ms, 720LL * 3600 * 1000);
+    assert_int_equal(cfg.channel_max_length, 255);
+    assert_int_equal(cfg.private_prefix, '$');
+    assert_int_equal(cfg.namespace_boundary, ':');
+    assert_int_equal(cfg.user_boundary, '#');
+    assert_int_equal(cfg.user_separator, ',');
+    assert_int_equal(cfg.namespaces_count, 0);
+    assert_string_equal(cfg.http_api_prefix, "/api");
+    assert_string_equal(cfg.websocket_prefix, "/connection/websocket");
+    assert_int_equal(cfg.websocket_message_size_limit, 65536);
+    assert_int_equal(cfg.websocket_write_timeout_ms, 1000);
+    assert_string_equal(cfg.prometheus_prefix, "/metrics");
+    assert_string_equal(cfg.health_prefix, "/health");
+    assert_int_equal(cfg.shutdown_timeout_ms, 30000);
+    assert_int_equal(cfg.shutdown_drain_delay_ms, 0);
+    assert_string_equal(cfg.config_path, "");
+    char host[256] = "";
+    gethostname(host, sizeof(host));
+    char want[300];
+    snprintf(want, sizeof(want), "%s_8000", host);
+    assert_string_equal(cfg.node_name, want);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static const char full_v6[] =
+    "{\n"
+    "  \"http_server\": {\"address\": \"127.0.0.1\", \"port\": 9000,\n"
+    "                  \"internal_address\": \"127.0.0.2\", \"internal_port\": \"9001\"},\n"
+    "  \"log\": {\"level\": \"debug\"},\n"
+    "  \"engine\": {\"type\": \"memory\"},\n"
+    "  \"workers\": 3,\n"
+    "  \"client\": {\n"
+    "    \"token\": {\"hmac_secret_key\": \"S\", \"audience\": \"aud\", \"issuer\": \"iss\",\n"
+    "              \"hmac_previous_secret_key\": \"P\",\n"
+    "              \"hmac_previous_secret_key_valid_until\": 1900000000},\n"
+    "    \"subscription_token\": {\"enabled\": true, \"hmac_secret_key\": \"SUB\"},\n"
+    "    \"allowed_origins\": [\"http://LOCALHOST:3000\", \"https://*.example.com\"],\n"
+    "    \"allow_anonymous_connect_without_token\": true,\n"
+    "    \"ping_interval\": \"20s\", \"pong_timeout\": \"5s\",\n"
+    "    \"queue_max_size\": 2048, \"channel_limit\": 10, \"user_connection_limit\": 2,\n"
+    "    \"connection_limit\": 1000, \"stale_close_delay\": \"3s\",\n"
+    "    \"expired_close_delay\": \"4s\", \"expired_sub_close_delay\": \"6s\",\n"
+    "    \"presence_update_interval\": \"7s\", \"channel_position_check_delay\": \"8s\",\n"
+    "    \"history_max_publication_limit\": 50, \"recovery_max_publication_limit\": 60,\n"
+    "    \"connect_include_server_time\": true,\n"
+    "    \"subscribe_to_user_personal_channel\": {\"enabled\": true,\n"
+    "      \"personal_channel_namespace\": \"personal\", \"single_connection\": true}\n"
+    "  },\n"
+    "  \"http_api\": {\"key\": \"K\", \"error_mode\": \"transport\", \"external\": true,\n"
+    "               \"handler_prefix\": \"/capi\"},\n"
+    "  \"websocket\": {\"message_size_limit\": 1024, \"write_timeout\": \"2s\"},\n"
+    "  \"channel\": {\n"
+    "    \"history_meta_ttl\": \"24h\", \"publication_data_format\": \"json\",\n"
+    "    \"max_length\": 100,\n"
+    "    \"without_namespace\": {\"presence\": true, \"allow_subscribe_for_client\": true},\n"
+    "    \"namespaces\": [\n"
+    "      {\"name\": \"chat\", \"presence\": true, \"join_leave\": true,\n"
+    "       \"history_size\": 100, \"history_ttl\": \"300s\", \"force_recovery\": true,\n"
+    "       \"force_recovery_mode\": \"cache\", \"allowed_delta_types\": [\"fossil\"],\n"
+    "       \"allow_subscribe_for_client\": true, \"allow_history_for_subscriber\": true,\n"
+    "       \"allow_presence_for_subscriber\": true, \"publication_data_format\": \"binary\",\n"
+    "       \"channel_regex\": \"^[a-z0-9_]+$\", \"subscription_type\": \"stream\"},\n"
+    "      {\"name\": \"personal\", \"presence\": true, \"history_meta_ttl\": \"48h\",\n"
+    "       \"allow_user_limited_channels\": true}\n"
+    "    ]\n"
+    "  },\n"
+    "  \"prometheus\": {\"enabled\": true}, \"health\": {\"enabled\": true},\n"
+    "  \"node\": {\"name\": \"n1\"},\n"
+    "  \"shutdown\": {\"timeout\": \"5s\", \"drain_delay\": \"1500ms\"}\n"
+    "}\n";
+
+static void check_full(const node_config_t *cfg)
+{
+    assert_string_equal(cfg->http_address, "127.0.0.1");
+    assert_int_equal(cfg->http_port, 9000);
+    assert_string_equal(cfg->http_internal_address, "127.0.0.2");
+    assert_int_equal(cfg->http_internal_port, 9001);
+    assert_int_equal(cfg->log_level, RT_LOG_DEBUG);
+    assert_int_equal(cfg->workers, 3);
+    assert_string_equal(cfg->token.hmac_secret_key, "S");
+    assert_string_equal(cfg->token.hmac_previous_secret_key, "P");
+    assert_int_equal(cfg->token.hmac_previous_secret_key_valid_until, 1900000000);
+    assert_string_equal(cfg->token.audience, "aud");
+    assert_string_equal(cfg->token.issuer, "iss");
+    assert_true(cfg->subscription_token_enabled);
+    assert_string_equal(cfg->subscription_token.hmac_secret_key, "SUB");
+    assert_int_equal(cfg->allowed_origins_count, 2);
+    assert_string_equal(cfg->allowed_origins[0], "http://localhost:3000");
+    assert_string_equal(cfg->allowed_origins[1], "https://*.example.com");
+    assert_null(cfg->allowed_origins[2]);
+    assert_true(cfg->allow_anonymous_connect_without_token);
+    assert_int_equal(cfg->ping_interval_ms, 20000);
+    assert_int_equal(cfg->pong_timeout_ms, 5000);
+    assert_int_equal(cfg->queue_max_size, 2048);
+    assert_int_equal(cfg->channel_limit, 10);
+    assert_int_equal(cfg->user_connection_limit, 2);
+    assert_int_equal(cfg->connection_limit, 1000);
+    assert_int_equal(cfg->stale_close_delay_ms, 3000);
+    assert_int_equal(cfg->expired_close_delay_ms, 4000);
+    assert_int_equal(cfg->expired_sub_close_delay_ms, 6000);
+    assert_int_equal(cfg->presence_update_interval_ms, 7000);
+    assert_int_equal(cfg->channel_position_check_delay_ms, 8000);
+    assert_int_equal(cfg->history_max_publication_limit, 50);
+    assert_int_equal(cfg->recovery_max_publication_limit, 60);
+    assert_true(cfg->connect_include_server_time);
+    assert_true(cfg->personal_channel_enabled);
+    assert_string_equal(cfg->personal_channel_namespace, "personal");
+    assert_true(cfg->personal_single_connection);
+    assert_string_equal(cfg->http_api_key, "K");
+    assert_true(cfg->http_api_error_mode_transport);
+    assert_true(cfg->http_api_external);
+    assert_string_equal(cfg->http_api_prefix, "/capi");
+    assert_int_equal(cfg->websocket_message_size_limit, 1024);
+    assert_int_equal(cfg->websocket_write_timeout_ms, 2000);
+    assert_int_equal(cfg->channel_history_meta_ttl_ms, 24 * 3600 * 1000);
+    assert_int_equal(cfg->channel_max_length, 100);
+    assert_true(cfg->without_namespace.presence);
+    assert_true(cfg->without_namespace.allow_subscribe_for_client);
+    assert_int_equal(cfg->without_namespace.publication_data_format, NODE_DATA_FORMAT_JSON);
+    assert_int_equal(cfg->namespaces_count, 2);
+    const node_ns_opts_t *chat = &cfg->namespaces[0];
+    assert_string_equal(chat->name, "chat");
+    assert_true(chat->presence && chat->join_leave && chat->force_recovery);
+    assert_int_equal(chat->history_size, 100);
+    assert_int_equal(chat->history_ttl_ms, 300000);
+    assert_int_equal(chat->history_meta_ttl_ms, 24 * 3600 * 1000);
+    assert_true(chat->force_recovery_mode_cache);
+    assert_true(chat->allow_fossil_delta);
+    assert_true(chat->allow_subscribe_for_client);
+    assert_true(chat->allow_history_for_subscriber);
+    assert_true(chat->allow_presence_for_subscriber);
+    assert_false(chat->allow_publish_for_client);
+    assert_int_equal(chat->publication_data_format, NODE_DATA_FORMAT_BINARY);
+    assert_true(chat->has_regex);
+    const node_ns_opts_t *personal = &cfg->namespaces[1];
+    assert_int_equal(personal->history_meta_ttl_ms, 48 * 3600 * 1000);
+    assert_int_equal(personal->publication_data_format, NODE_DATA_FORMAT_JSON);
+    assert_true(personal->allow_user_limited_channels);
+    assert_true(cfg->prometheus_enabled);
+    assert_true(cfg->health_enabled);
+    assert_string_equal(cfg->node_name, "n1");
+    assert_int_equal(cfg->shutdown_timeout_ms, 5000);
+    assert_int_equal(cfg->shutdown_drain_delay_ms, 1500);
+    assert_int_equal(cfg->warnings, 0);
+}
+
+static void test_full_v6(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = load_json(&cfg, full_v6, NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    check_full(&cfg);
+    assert_string_equal(cfg.config_path, "test.json");
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+/* The file is not a stream, but a truncated file must fail cleanly at every length. */
+static void test_truncated_at_every_offset(void **state)
+{
+    size_t n = strlen(full_v6);
+    rt_buf_t err = RT_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        if (i == n - 1)
+            break; /* only the trailing newline is missing: still a whole document */
+        node_config_t cfg;
+        rt_buf_reset(&err);
+        int rc = node_config_load_buffer(&cfg, "t.json", full_v6, i, no_env, NULL, 0, &err);
+        if (rc != RT_EINVAL)
+            fail_msg("prefix %zu: rc %d", i, rc);
+        node_config_cleanup(&cfg);
+    }
+    node_config_t cfg;
+    assert_int_equal(node_config_load_buffer(&cfg, "t.json", full_v6, n, no_env, NULL, 0, &err), 0);
+    check_full(&cfg);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_file_on_disk(void **state)
+{
+    char dir[] = "/tmp/rotor_cfg_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(full_v6, f);
+    fclose(f);
+
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(node_config_load(&cfg, path, no_env, NULL, 0, &err), 0);
+    check_full(&cfg);
+    assert_string_equal(cfg.config_path, path);
+    node_config_cleanup(&cfg);
+
+    char missing[160];
+    snprintf(missing, sizeof(missing), "%s/nope.json", dir);
+    rt_buf_reset(&err);
+    assert_int_equal(node_config_load(&cfg, missing, no_env, NULL, 0, &err), RT_ENOTFOUND);
+    rt_buf_append_byte(&err, 0);
+    assert_non_null(strstr((const char *)err.p, "nope.json"));
+    node_config_cleanup(&cfg);
+
+    const char *yamls[] = {"config.yaml", "c.YML", "x.toml"};
+    for (size_t i = 0; i < 3; i++) {
+        rt_buf_reset(&err);
+        assert_int_equal(node_config_load(&cfg, yamls[i], no_env, NULL, 0, &err), RT_EINVAL);
+        rt_buf_append_byte(&err, 0);
+        assert_non_null(strstr((const char *)err.p, yamls[i]));
+        assert_non_null(strstr((const char *)err.p, "not supported"));
+        node_config_cleanup(&cfg);
+    }
+
+    /* Without a path, config.json in the working directory is used when it exists. */
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(dir), 0);
+    rt_buf_reset(&err);
+    assert_int_equal(node_config_load(&cfg, NULL, no_env, NULL, 0, &err), 0);
+    assert_int_equal(cfg.http_port, 9000);
+    assert_string_equal(cfg.config_path, "config.json");
+    node_config_cleanup(&cfg);
+    unlink(path);
+    assert_int_equal(node_config_load(&cfg, NULL, no_env, NULL, 0, &err), 0);
+    assert_int_equal(cfg.http_port, 8000);
+    node_config_cleanup(&cfg);
+    assert_int_equal(chdir(cwd), 0);
+    rmdir(dir);
+    rt_buf_cleanup(&err);
+}
+
+static void test_env_overrides(void **state)
+{
+    char *env[] = {
+        "CENTRIFUGO_HTTP_SERVER_PORT=9000",
+        "ROTOR_HTTP_SERVER_PORT=9001",
+        "CENTRIFUGO_CLIENT_ALLOWED_ORIGINS=http://a.com  HTTP://B.com",
+        "CENTRIFUGO_CLIENT_INSECURE=t",
+        "ROTOR_LOG_LEVEL=",
+        "CENTRIFUGO_LOG_LEVEL=warn",
+        "CENTRIFUGO_CLIENT_PING_INTERVAL=30s",
+        "ROTOR_CLIENT_TOKEN_HMAC_SECRET_KEY=rotor-secret",
+        "CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY=centrifugo-secret",
+        "CENTRIFUGO_HTTP_API_KEY=api",
+        "CENTRIFUGO_CHANNEL_NAMESPACES=[{\"name\":\"chat\",\"presence\":true},"
+        "{\"name\":\"my-ns.x\"}]",
+        "CENTRIFUGO_CHANNEL_NAMESPACES_CHAT_JOIN_LEAVE=true",
+        "ROTOR_CHANNEL_NAMESPACES_CHAT_HISTORY_SIZE=10",
+        "CENTRIFUGO_CHANNEL_NAMESPACES_CHAT_HISTORY_TTL=60s",
+        "CENTRIFUGO_CHANNEL_NAMESPACES_MY_NS_X_ALLOW_PUBLISH_FOR_CLIENT=1",
+        "ROTOR_CHANNEL_WITHOUT_NAMESPACE_PRESENCE=TRUE",
+        "CENTRIFUGO_WORKERS=2",
+        "CENTRIFUGO_SHUTDOWN_DRAIN_DELAY=2s",
+        "HOME=/root",
+        NULL,
+    };
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = load_json(&cfg, "{\"http_server\":{\"port\":7000},\"log\":{\"level\":\"error\"}}", env,
+                       &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(cfg.http_port, 9001);
+    assert_int_equal(cfg.allowed_origins_count, 2);
+    assert_string_equal(cfg.allowed_origins[0], "http://a.com");
+    assert_string_equal(cfg.allowed_origins[1], "http://b.com");
+    assert_true(cfg.client_insecure);
+    assert_int_equal(cfg.log_level, RT_LOG_WARN);
+    assert_int_equal(cfg.ping_interval_ms, 30000);
+    assert_string_equal(cfg.token.hmac_secret_key, "rotor-secret");
+    assert_string_equal(cfg.http_api_key, "api");
+    assert_int_equal(cfg.namespaces_count, 2);
+    assert_true(cfg.namespaces[0].presence);
+    assert_true(cfg.namespaces[0].join_leave);
+    assert_int_equal(cfg.namespaces[0].history_size, 10);
+    assert_int_equal(cfg.namespaces[0].history_ttl_ms, 60000);
+    assert_string_equal(cfg.namespaces[1].name, "my-ns.x");
+    assert_true(cfg.namespaces[1].allow_publish_for_client);
+    assert_true(cfg.without_namespace.presence);
+    assert_int_equal(cfg.workers, 2);
+    assert_int_equal(cfg.shutdown_drain_delay_ms, 2000);
+    assert_int_equal(cfg.warnings, 0);
+    char host[256] = "";
+    gethostname(host, sizeof(host));
+    char want[300];
+    snprintf(want, sizeof(want), "%s_9001", host);
+    assert_string_equal(cfg.node_name, want);
+    node_config_cleanup(&cfg);
+
+    /* Space-separated names create empty namespaces. */
+    char *env2[] = {"ROTOR_CHANNEL_NAMESPACES=ab  cd", NULL};
+    assert_int_equal(load_json(&cfg, NULL, env2, &err), 0);
+    assert_int_equal(cfg.namespaces_count, 2);
+    assert_string_equal(cfg.namespaces[1].name, "cd");
+    assert_false(cfg.namespaces[1].presence);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_env_errors_name_key(void **state)
+{
+    char *e1[] = {"CENTRIFUGO_CLIENT_INSECURE=yes", NULL};
+    expect_error(NULL, e1, "client.insecure (env CENTRIFUGO_CLIENT_INSECURE)");
+    char *e2[] = {"ROTOR_CLIENT_PONG_TIMEOUT=abc", NULL};
+    expect_error(NULL, e2, "client.pong_timeout (env ROTOR_CLIENT_PONG_TIMEOUT)");
+    char *e3[] = {"CENTRIFUGO_CHANNEL_NAMESPACES=[{\"name\":1}]", NULL};
+    expect_error(NULL, e3, "channel.namespaces[0].name");
+    char *e4[] = {"CENTRIFUGO_CHANNEL_NAMESPACES=[{", NULL};
+    expect_error(NULL, e4, "channel.namespaces (env CENTRIFUGO_CHANNEL_NAMESPACES)");
+    char *e5[] = {"CENTRIFUGO_UNI_WEBSOCKET_ENABLED=true", NULL};
+    expect_error(NULL, e5, "CENTRIFUGO_UNI_WEBSOCKET_ENABLED");
+    char *e6[] = {"CENTRIFUGO_CLIENT_TOKEN_JWKS_PUBLIC_ENDPOINT=https://x/jwks", NULL};
+    expect_error(NULL, e6, "client.token.jwks_public_endpoint");
+    char *e7[] = {"CENTRIFUGO_CHANNEL_NAMESPACES=ab",
+                  "CENTRIFUGO_CHANNEL_NAMESPACES_AB_HISTORY_SIZE=-1", NULL};
+    expect_error(NULL, e7, "channel.namespaces[0].history_size");
+    char *e8[] = {"CENTRIFUGO_ENGINE_TYPE=redis", NULL};
+    expect_error(NULL, e8, "engine.type");
+}
+
+static void test_flags_win(void **state)
+{
+    char *env[] = {"CENTRIFUGO_HTTP_SERVER_PORT=9000", "ROTOR_LOG_LEVEL=debug", NULL};
+    char *flags[] = {"http_server.port=9100", "client.insecure=true", "log.level=error",
+                     "channel.namespaces=[{\"name\":\"fl\"}]"};
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    const char *file = "{\"http_server\":{\"port\":1}}";
+    int rc = node_config_load_buffer(&cfg, "f.json", file, strlen(file), env, flags, 4, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(cfg.http_port, 9100);
+    assert_true(cfg.client_insecure);
+    assert_int_equal(cfg.log_level, RT_LOG_ERROR);
+    assert_int_equal(cfg.namespaces_count, 1);
+    node_config_cleanup(&cfg);
+
+    char *bad[] = {"no_such.key=1"};
+    rt_buf_reset(&err);
+    assert_int_equal(node_config_load_buffer(&cfg, NULL, NULL, 0, no_env, bad, 1, &err), RT_EINVAL);
+    rt_buf_append_byte(&err, 0);
+    assert_non_null(strstr((const char *)err.p, "no_such.key"));
+    node_config_cleanup(&cfg);
+
+    char *bad2[] = {"http_server.port=x"};
+    rt_buf_reset(&err);
+    assert_int_equal(node_config_load_buffer(&cfg, NULL, NULL, 0, no_env, bad2, 1, &err),
+                     RT_EINVAL);
+    rt_buf_append_byte(&err, 0);
+    assert_non_null(strstr((const char *)err.p, "http_server.port (flag)"));
+    node_config_cleanup(&cfg);
+
+    char *bad3[] = {"sse.enabled=true"};
+    rt_buf_reset(&err);
+    assert_int_equal(node_config_load_buffer(&cfg, NULL, NULL, 0, no_env, bad3, 1, &err),
+                     RT_EINVAL);
+    rt_buf_append_byte(&err, 0);
+    assert_non_null(strstr((const char *)err.p, "sse.enabled"));
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_validation_errors(void **state)
+{
+    static const struct {
+        const char *json;
+        const char *want;
+    } cases[] = {
+        {"[]", "top level must be a JSON object"},
+        {"{\"a\":}", "test.json: invalid JSON"},
+        {"{\"http_server\":{\"port\":\"x\"}}", "http_server.port"},
+        {"{\"http_server\":{\"port\":70000}}", "http_server.port"},
+        {"{\"http_server\":{\"port\":-1}}", "http_server.port"},
+        {"{\"http_server\":5}", "http_server: must be an object"},
+        {"{\"log\":{\"level\":\"loud\"}}", "log.level"},
+        {"{\"engine\":{\"type\":\"redis\"}}", "engine.type: \"redis\" is not supported"},
+        {"{\"engine\":{\"type\":\"tarantool\"}}", "engine.type: unknown engine"},
+        {"{\"workers\":0}", "workers: must be >= 1"},
+        {"{\"client\":{\"insecure\":\"true\"}}", "client.insecure: must be a boolean"},
+        {"{\"client\":{\"allowed_origins\":\"*\"}}", "client.allowed_origins"},
+        {"{\"client\":{\"allowed_origins\":[1]}}", "client.allowed_origins"},
+        {"{\"client\":{\"ping_interval\":\"10s\",\"pong_timeout\":\"10s\"}}",
+         "client.ping_interval: must be greater than client.pong_timeout"},
+        {"{\"client\":{\"ping_interval\":\"0s\"}}", "client.ping_interval: must not be 0"},
+        {"{\"client\":{\"ping_interval\":\"soon\"}}", "client.ping_interval: invalid duration"},
+        {"{\"client\":{\"ping_interval\":true}}", "client.ping_interval"},
+        {"{\"client\":{\"channel_limit\":-1}}", "client.channel_limit: must not be negative"},
+        {"{\"client\":{\"queue_max_size\":0}}", "client.queue_max_size"},
+        {"{\"client\":{\"queue_max_size\":1.5}}", "client.queue_max_size: must be an integer"},
+        {"{\"client\":{\"stale_close_delay\":\"-1s\"}}", "client.stale_close_delay"},
+        {"{\"client\":{\"presence_update_interval\":\"0s\"}}", "client.presence_update_interval"},
+        {"{\"client\":{\"token\":{\"hmac_secret_key\":5}}}", "client.token.hmac_secret_key"},
+        {"{\"client\":{\"subscribe_to_user_personal_channel\":{\"enabled\":true,"
+         "\"personal_channel_namespace\":\"nope\"}}}",
+         "client.subscribe_to_user_personal_channel.personal_channel_namespace"},
+        {"{\"client\":{\"subscribe_to_user_personal_channel\":{\"enabled\":true,"
+         "\"single_connection\":true}}}",
+         "client.subscribe_to_user_personal_channel.single_connection"},
+        {"{\"channel\":{\"max_length\":0}}", "channel.max_length"},
+        {"{\"channel\":{\"namespace_boundary\":\"::\"}}", "channel.namespace_boundary"},
+        {"{\"channel\":{\"publication_data_format\":\"xml\"}}", "channel.publication_data_format"},
+        {"{\"channel\":{\"history_meta_ttl\":\"1500ms\"}}",
+         "channel.history_meta_ttl: must be a whole"},
+        {"{\"channel\":{\"without_namespace\":{\"history_size\":10}}}",
+         "channel.without_namespace.history_ttl"},
+        {"{\"channel\":{\"without_namespace\":{\"history_ttl\":\"10s\"}}}",
+         "channel.without_namespace.history_size"},
+        {"{\"channel\":{\"without_namespace\":{\"force_recovery\":true}}}",
+         "channel.without_namespace.force_recovery"},
+        {"{\"channel\":{\"without_namespace\":[]}}",
+         "channel.without_namespace: must be an object"},
+        {"{\"channel\":{\"namespaces\":{}}}", "channel.namespaces: must be an array"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ok\"},{\"name\":\"ab\",\"history_size\":1,"
+         "\"history_ttl\":\"2h\",\"history_meta_ttl\":\"1h\"}]}}",
+         "channel.namespaces[1].history_ttl: must be <= history_meta_ttl"},
+        {"{\"channel\":{\"history_meta_ttl\":\"1h\",\"namespaces\":[{\"name\":\"ab\","
+         "\"history_size\":1,\"history_ttl\":\"2h\"}]}}",
+         "channel.namespaces[0].history_ttl: must be <= history_meta_ttl"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"history_size\":-1}]}}",
+         "channel.namespaces[0].history_size: must not be negative"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"history_ttl\":\"1.5s\","
+         "\"history_size\":1}]}}",
+         "channel.namespaces[0].history_ttl: must be a whole number of seconds"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"a\"}]}}", "channel.namespaces[0].name"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"a b\"}]}}", "channel.namespaces[0].name"},
+        {"{\"channel\":{\"namespaces\":[{}]}}", "channel.namespaces[0].name"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\"},{\"name\":\"ab\"}]}}",
+         "channel.namespaces[1].name: duplicate"},
+        {"{\"channel\":{\"namespaces\":[5]}}", "channel.namespaces[0]: must be an object"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"channel_regex\":\"([a-z\"}]}}",
+         "channel.namespaces[0].channel_regex: invalid regular expression"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"subscription_type\":\"map\"}]}}",
+         "channel.namespaces[0].subscription_type"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"subscription_type\":\"x\"}]}}",
+         "channel.namespaces[0].subscription_type: unknown"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"force_recovery_mode\":\"x\"}]}}",
+         "channel.namespaces[0].force_recovery_mode"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"allowed_delta_types\":[\"xd\"]}]}}",
+         "channel.namespaces[0].allowed_delta_types"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"publication_data_format\":\"x\"}]}}",
+         "channel.namespaces[0].publication_data_format"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"subscribe_proxy_enabled\":true}]}}",
+         "channel.namespaces[0].subscribe_proxy_enabled: not supported by rotor yet"},
+        {"{\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"subscribe_cel\":\"x\"}]}}",
+         "channel.namespaces[0].subscribe_cel"},
+        {"{\"http_api\":{\"error_mode\":\"grpc\"}}", "http_api.error_mode"},
+        {"{\"http_api\":{\"handler_prefix\":\"api\"}}", "http_api.handler_prefix"},
+        {"{\"websocket\":{\"write_timeout\":\"-5s\"}}", "websocket.write_timeout"},
+        {"{\"shutdown\":{\"timeout\":\"x\"}}", "shutdown.timeout"},
+        {"{\"sse\":{\"enabled\":true}}", "sse.enabled: not supported by rotor yet"},
+        {"{\"http_server\":{\"tls\":{\"enabled\":true}}}", "http_server.tls.enabled"},
+        {"{\"rpc\":{\"ping\":{\"enabled\":true}}}", "rpc.ping.enabled"},
+        {"{\"consumers\":[{\"name\":\"c\",\"enabled\":true}]}", "consumers[0].enabled"},
+        {"{\"client\":{\"proxy\":{\"connect\":{\"enabled\":true}}}}",
+         "client.proxy.connect.enabled"},
+        {"{\"client\":{\"user_id_http_header\":\"X-User\"}}", "client.user_id_http_header"},
+        {"{\"log\":{\"file\":\"/var/log/x\"}}", "log.file"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(cases[i].json, NULL, cases[i].want);
+}
+
+static void test_unknown_and_unsupported_warn(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(
+        load_json(&cfg,
+                  "{\"foo\":1,\"client\":{\"bar\":true,\"token\":{\"baz\":\"\"}},"
+                  "\"channel\":{\"namespaces\":[{\"name\":\"ab\",\"qux\":1}],"
+                  "\"without_namespace\":{\"name\":\"x\"}},\"http_server\":{\"port\":8001}}",
+                  NULL, &err),
+        0);
+    assert_int_equal(cfg.warnings, 5);
+    assert_int_equal(cfg.http_port, 8001);
+    node_config_cleanup(&cfg);
+
+    assert_int_equal(load_json(&cfg,
+                               "{\"sse\":{\"enabled\":false},\"admin\":{\"password\":\"p\"},"
+                               "\"proxies\":[],\"engine\":{\"redis\":{\"address\":\"x\"}},"
+                               "\"channel\":{\"namespaces\":[{\"name\":\"ab\","
+                               "\"keep_latest_publication\":true,\"map\":{}}]},"
+                               "\"uni_websocket\":null}",
+                               NULL, &err),
+                     0);
+    assert_int_equal(cfg.warnings, 6);
+    node_config_cleanup(&cfg);
+
+    char *env[] = {"CENTRIFUGO_FOO=1",
+                   "ROTOR_BAR_BAZ=2",
+                   "CENTRIFUGO_SERVICE_HOST=10.0.0.1",
+                   "CENTRIFUGO_PORT_8000_TCP=tcp://10.0.0.1:8000",
+                   "CENTRIFUGO_REDIS_SERVICE_PORT=6379",
+                   "CENTRIFUGO_VAR_SECRET=x",
+                   "CENTRIFUGO_SSE_ENABLED=false",
+                   "CENTRIFUGO_EMPTY=",
+                   "OTHER=1",
+                   NULL};
+    assert_int_equal(load_json(&cfg, NULL, env, &err), 0);
+    assert_int_equal(cfg.warnings, 3);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_durations(void **state)
+{
+    static const struct {
+        const char *value;
+        int64_t ms;
+    } ok[] = {
+        {"\"100ms\"", 100},  {"30", 30000},      {"\"1m30s\"", 90000},
+        {"\"1h\"", 3600000}, {"\"1.5s\"", 1500}, {"\"-1s\"", -1000},
+        {"-2", -2000},       {"\"25\"", 25000},  {"\"2h45m\"", 9900000},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char json[128];
+        snprintf(json, sizeof(json), "{\"client\":{\"ping_interval\":%s,\"pong_timeout\":\"-1s\"}}",
+                 ok[i].value);
+        node_config_t cfg;
+        rt_buf_t err = RT_BUF_INIT;
+        int rc = load_json(&cfg, json, NULL, &err);
+        rt_buf_append_byte(&err, 0);
+        if (rc != 0)
+            fail_msg("%s: %s", ok[i].value, (const char *)err.p);
+        assert_int_equal(cfg.ping_interval_ms, ok[i].ms);
+        node_config_cleanup(&cfg);
+        rt_buf_cleanup(&err);
+    }
+    static const char *const bad[] = {"\"\"",    "\"s\"",    "\"0x10s\"", "\"1e3s\"", "\"10 s\"",
+                                      "\"10d\"", "\"--1s\"", "1.5",       "[]",       "\"1s \""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char json[128];
+        snprintf(json, sizeof(json), "{\"shutdown\":{\"timeout\":%s}}", bad[i]);
+        expect_error(json, NULL, "shutdown.timeout");
+    }
+}
+
+static const char ns_json[] = "{\"channel\":{\"namespaces\":[{\"name\":\"chat\"},"
+                              "{\"name\":\"dialogs\",\"allow_user_limited_channels\":true},"
+                              "{\"name\":\"re\",\"channel_regex\":\"^[a-z]+$\"},"
+                              "{\"name\":\"any\",\"channel_regex\":\"^.+$\"}],"
+                              "\"max_length\":20}}";
+
+static const node_ns_opts_t *resolve(const node_config_t *cfg, const char *ch, const char **rest,
+                                     size_t *rest_len)
+{
+    return node_config_resolve(cfg, ch, strlen(ch), rest, rest_len);
+}
+
+static void test_resolution(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(load_json(&cfg, ns_json, NULL, &err), 0);
+    const char *rest;
+    size_t rn;
+
+    assert_ptr_equal(resolve(&cfg, "news", &rest, &rn), &cfg.without_namespace);
+    assert_int_equal(rn, 4);
+    assert_memory_equal(rest, "news", 4);
+
+    const node_ns_opts_t *ns = resolve(&cfg, "chat:index", &rest, &rn);
+    assert_non_null(ns);
+    assert_string_equal(ns->name, "chat");
+    assert_int_equal(rn, 5);
+    assert_memory_equal(rest, "index", 5);
+
+    ns = resolve(&cfg, "$chat:secret", &rest, &rn);
+    assert_non_null(ns);
+    assert_string_equal(ns->name, "chat");
+    assert_int_equal(rn, 6);
+    assert_memory_equal(rest, "secret", 6);
+
+    ns = resolve(&cfg, "dialogs:dlg#42,43", &rest, &rn);
+    assert_non_null(ns);
+    assert_string_equal(ns->name, "dialogs");
+    assert_int_equal(rn, 9);
+
+    assert_null(resolve(&cfg, "xxx:y", &rest, &rn));
+    assert_null(resolve(&cfg, "$xxx:y", &rest, &rn));
+    /* First boundary only. */
+    ns = resolve(&cfg, "chat:a:b", &rest, &rn);
+    assert_string_equal(ns->name, "chat");
+    assert_int_equal(rn, 3);
+    assert_memory_equal(rest, "a:b", 3);
+    /* Only one private prefix is removed. */
+    assert_null(resolve(&cfg, "$$chat:x", &rest, &rn));
+    /* Private without namespace: rest is the whole channel. */
+    assert_ptr_equal(resolve(&cfg, "$news", &rest, &rn), &cfg.without_namespace);
+    assert_int_equal(rn, 5);
+    /* Empty namespace name means no namespace. */
+    assert_ptr_equal(resolve(&cfg, ":x", &rest, &rn), &cfg.without_namespace);
+    assert_int_equal(rn, 1);
+    assert_ptr_equal(resolve(&cfg, "", &rest, &rn), &cfg.without_namespace);
+    /* Namespace names are case-sensitive; "chatx" is not "chat". */
+    assert_null(resolve(&cfg, "Chat:x", &rest, &rn));
+    assert_null(resolve(&cfg, "chatx:x", &rest, &rn));
+    assert_null(resolve(&cfg, "cha:x", &rest, &rn));
+
+    assert_true(node_channel_is_private(&cfg, RT_STR("$chat:x")));
+    assert_false(node_channel_is_private(&cfg, RT_STR("chat:$x")));
+    assert_false(node_channel_is_private(&cfg, RT_STR("")));
+    node_config_cleanup(&cfg);
+
+    /* Custom special characters, and a disabled boundary. */
+    assert_int_equal(load_json(&cfg,
+                               "{\"channel\":{\"namespace_boundary\":\"/\",\"private_prefix\":\"\","
+                               "\"namespaces\":[{\"name\":\"ns\"}]}}",
+                               NULL, &err),
+                     0);
+    ns = resolve(&cfg, "ns/x", &rest, &rn);
+    assert_non_null(ns);
+    assert_string_equal(ns->name, "ns");
+    assert_ptr_equal(resolve(&cfg, "ns:x", &rest, &rn), &cfg.without_namespace);
+    assert_null(resolve(&cfg, "$ns/x", &rest, &rn));
+    assert_false(node_channel_is_private(&cfg, RT_STR("$x")));
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_user_limited(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(load_json(&cfg, ns_json, NULL, &err), 0);
+    const char *rest;
+    size_t rn;
+    const node_ns_opts_t *dialogs = resolve(&cfg, "dialogs:dlg#42,43", &rest, &rn);
+    const node_ns_opts_t *chat = resolve(&cfg, "chat:x", &rest, &rn);
+    rt_str_t ch = RT_STR("dialogs:dlg#42,43");
+
+    assert_true(node_channel_is_user_limited(&cfg, dialogs, ch));
+    assert_false(node_channel_is_user_limited(&cfg, chat, RT_STR("chat:dlg#42")));
+    assert_false(node_channel_is_user_limited(&cfg, dialogs, RT_STR("dialogs:dlg")));
+    assert_true(node_channel_user_allowed(&cfg, dialogs, ch, RT_STR("42")));
+    assert_true(node_channel_user_allowed(&cfg, dialogs, ch, RT_STR("43")));
+    assert_false(node_channel_user_allowed(&cfg, dialogs, ch, RT_STR("4")));
+    assert_false(node_channel_user_allowed(&cfg, dialogs, ch, RT_STR("42,43")));
+    assert_false(node_channel_user_allowed(&cfg, dialogs, ch, RT_STR("")));
+    assert_false(node_channel_user_allowed(&cfg, dialogs, RT_STR("dialogs:dlg"), RT_STR("42")));
+    assert_false(node_channel_user_allowed(&cfg, chat, RT_STR("chat:#42"), RT_STR("42")));
+    /* After the last boundary only. */
+    rt_str_t two = RT_STR("dialogs:a#b#42");
+    assert_true(node_channel_user_allowed(&cfg, dialogs, two, RT_STR("42")));
+    assert_false(node_channel_user_allowed(&cfg, dialogs, two, RT_STR("b")));
+    assert_false(node_channel_user_allowed(&cfg, dialogs, RT_STR("dialogs:#"), RT_STR("")));
+    assert_true(node_channel_user_allowed(&cfg, dialogs, RT_STR("dialogs:#7"), RT_STR("7")));
+    assert_true(node_channel_user_allowed(&cfg, dialogs, RT_STR("dialogs:#,7"), RT_STR("7")));
+    node_config_cleanup(&cfg);
+
+    /* Personal channel without namespace, user-limited top level. */
+    assert_int_equal(load_json(&cfg,
+                               "{\"channel\":{\"user_boundary\":\"@\",\"user_separator\":\";\","
+                               "\"without_namespace\":{\"allow_user_limited_channels\":true}}}",
+                               NULL, &err),
+                     0);
+    assert_true(
+        node_channel_user_allowed(&cfg, &cfg.without_namespace, RT_STR("x@1;2"), RT_STR("2")));
+    assert_false(
+        node_channel_user_allowed(&cfg, &cfg.without_namespace, RT_STR("x#1,2"), RT_STR("2")));
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_validate_name(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(load_json(&cfg, ns_json, NULL, &err), 0);
+    const char *rest;
+    size_t rn;
+    const node_ns_opts_t *w = &cfg.without_namespace;
+    assert_int_equal(node_channel_validate_name(&cfg, w, RT_STR("news"), RT_STR("news")), 0);
+    assert_int_equal(
+        node_channel_validate_name(&cfg, w, RT_STR("n\xc3\xa9ws"), RT_STR("n\xc3\xa9ws")),
+        RT_EINVAL);
+    /* 20 is the limit. */
+    assert_int_equal(node_channel_validate_name(&cfg, w, RT_STR("01234567890123456789"),
+                                                RT_STR("01234567890123456789")),
+                     0);
+    assert_int_equal(node_channel_validate_name(&cfg, w, RT_STR("012345678901234567890"),
+                                                RT_STR("012345678901234567890")),
+                     RT_EINVAL);
+
+    const node_ns_opts_t *re = resolve(&cfg, "re:abc", &rest, &rn);
+    assert_int_equal(node_channel_validate_name(&cfg, re, RT_STR("re:abc"), rt_str_from(rest, rn)),
+                     0);
+    assert_int_equal(node_channel_validate_name(&cfg, re, RT_STR("re:aBc"), RT_STR("aBc")),
+                     RT_EINVAL);
+    assert_int_equal(node_channel_validate_name(&cfg, re, RT_STR("re:"), RT_STR("")), RT_EINVAL);
+    assert_int_equal(node_channel_validate_name(&cfg, re, RT_STR("re:a\0b"), RT_STR("a\0b")),
+                     RT_EINVAL);
+    /* The regex replaces the ASCII check. */
+    const node_ns_opts_t *any = resolve(&cfg, "any:x", &rest, &rn);
+    assert_int_equal(
+        node_channel_validate_name(&cfg, any, RT_STR("any:\xc3\xa9"), RT_STR("\xc3\xa9")), 0);
+    node_config_cleanup(&cfg);
+
+    /* A long rest goes through the heap copy. */
+    assert_int_equal(load_json(&cfg,
+                               "{\"channel\":{\"max_length\":2000,\"namespaces\":[{\"name\":"
+                               "\"re\",\"channel_regex\":\"^a+$\"}]}}",
+                               NULL, &err),
+                     0);
+    char big[1200];
+    memset(big, 'a', sizeof(big));
+    re = &cfg.namespaces[0];
+    assert_int_equal(node_channel_validate_name(&cfg, re, rt_str_from(big, sizeof(big)),
+                                                rt_str_from(big, sizeof(big))),
+                     0);
+    big[600] = 'b';
+    assert_int_equal(node_channel_validate_name(&cfg, re, rt_str_from(big, sizeof(big)),
+                                                rt_str_from(big, sizeof(big))),
+                     RT_EINVAL);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_generate(void **state)
+{
+    rt_buf_t a = RT_BUF_INIT, b = RT_BUF_INIT, err = RT_BUF_INIT;
+    node_config_generate(&a);
+    node_config_generate(&b);
+    assert_false(a.len == b.len && memcmp(a.p, b.p, a.len) == 0);
+    node_config_t cfg;
+    assert_int_equal(
+        node_config_load_buffer(&cfg, "gen.json", (const char *)a.p, a.len, no_env, NULL, 0, &err),
+        0);
+    assert_int_equal(strlen(cfg.token.hmac_secret_key), 64);
+    assert_int_equal(strlen(cfg.http_api_key), 36);
+    assert_int_equal(cfg.warnings, 0);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&a);
+    rt_buf_cleanup(&b);
+    rt_buf_cleanup(&err);
+}
+
+/* defaultenv output, fed back as the environment, loads cleanly to the defaults. */
+static void test_default_env_round_trip(void **state)
+{
+    rt_buf_t out = RT_BUF_INIT, err = RT_BUF_INIT;
+    node_config_default_env(&out);
+    rt_buf_append_byte(&out, 0);
+    char *text = (char *)out.p;
+    assert_non_null(strstr(text, "CENTRIFUGO_HTTP_SERVER_PORT=8000\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_CLIENT_PING_INTERVAL=25s\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_CHANNEL_HISTORY_META_TTL=720h\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_LOG_LEVEL=info\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_PRESENCE=false\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_SHUTDOWN_DRAIN_DELAY=0s\n"));
+
+    char *env[256];
+    size_t n = 0;
+    for (char *line = strtok(text, "\n"); line != NULL && n < 255; line = strtok(NULL, "\n"))
+        env[n++] = line;
+    env[n] = NULL;
+    assert_true(n > 60);
+    node_config_t cfg;
+    int rc = node_config_load_buffer(&cfg, NULL, NULL, 0, env, NULL, 0, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("defaultenv does not load: %s", (const char *)err.p);
+    assert_int_equal(cfg.warnings, 0);
+    assert_int_equal(cfg.http_port, 8000);
+    assert_int_equal(cfg.ping_interval_ms, 25000);
+    assert_int_equal(cfg.channel_history_meta_ttl_ms, 720LL * 3600 * 1000);
+    assert_int_equal(cfg.private_prefix, '$');
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&out);
+    rt_buf_cleanup(&err);
+}
+
+static void test_example_file(void **state)
+{
+    /* The sample config lives at <repo>/deploy; __FILE__ is <repo>/tests/unit/node/... */
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", __FILE__);
+    char *t = strstr(path, "tests/unit/node/test_config.c");
+    if (t == NULL)
+        skip();
+    snprintf(t, sizeof(path) - (size_t)(t - path), "deploy/config.example.json");
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = node_config_load(&cfg, path, no_env, NULL, 0, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("example: %s", (const char *)err.p);
+    assert_int_equal(cfg.warnings, 0);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+int run_config(void);
+int run_config(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_full_v6),
+        cmocka_unit_test(test_truncated_at_every_offset),
+        cmocka_unit_test(test_file_on_disk),
+        cmocka_unit_test(test_env_overrides),
+        cmocka_unit_test(test_env_errors_name_key),
+        cmocka_unit_test(test_flags_win),
+        cmocka_unit_test(test_validation_errors),
+        cmocka_unit_test(test_unknown_and_unsupported_warn),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_resolution),
+        cmocka_unit_test(test_user_limited),
+        cmocka_unit_test(test_validate_name),
+        cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_default_env_round_trip),
+        cmocka_unit_test(test_example_file),
+    };
+    return cmocka_run_group_tests_name("config", tests, quiet_setup, quiet_teardown);
+}
