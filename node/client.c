@@ -216,9 +216,20 @@ static void on_ws_message(tr_ws_t *ws, const uint8_t *data, size_t len, bool bin
     process_frame(c, data, len);
 }
 
+/* Native pong (cf_ws_frame_ping_pong mode): answers the outstanding native ping. */
+static void on_ws_pong(tr_ws_t *ws, void *ud)
+{
+    node_client_t *c = ud;
+    (void)ws;
+    if (c->native_ping && c->pong_deadline > 0) {
+        c->pong_deadline = 0;
+        arm_timer(c);
+    }
+}
+
 const tr_ws_handler_t node_client_ws_handler = {
     .on_message = on_ws_message,
-    .on_pong = NULL,
+    .on_pong = on_ws_pong,
     .on_close = on_ws_close,
 };
 
@@ -244,10 +255,14 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     if (c->ping_at > 0 && now >= c->ping_at) {
-        rt_buf_t *b = &c->w->scratch;
-        rt_buf_reset(b);
-        node_json_ping(b);
-        node_client_send_scratch(c);
+        if (c->native_ping && c->ws) {
+            tr_ws_ping(c->ws);
+        } else {
+            rt_buf_t *b = &c->w->scratch;
+            rt_buf_reset(b);
+            node_json_ping(b);
+            node_client_send_scratch(c);
+        }
         if (c->state == NODE_CLIENT_CLOSING)
             return;
         if (cfg->pong_timeout_ms > 0 && c->pong_deadline == 0)
@@ -1222,7 +1237,7 @@ static void connect_finish(node_client_t *c)
             r.expires = true;
             r.ttl = ttl > 0 ? (uint32_t)ttl : 1;
         }
-        if (cfg->ping_interval_ms > 0) {
+        if (cfg->ping_interval_ms > 0 && !c->native_ping) {
             r.ping = (uint32_t)(cfg->ping_interval_ms / 1000);
             if (r.ping == 0)
                 r.ping = 1;

@@ -315,6 +315,7 @@ struct node_client {
     double pong_deadline; /* 0 = no ping outstanding */
     double expire_close_at;
     bool insecure;     /* client.insecure: every operation allowed */
+    bool native_ping;  /* cf_ws_frame_ping_pong=true: WebSocket ping frames, no app pings */
     bool counted_user; /* counted in the worker's per-user table */
     rt_buf_t deferred; /* commands received while AUTHING, processed after connect */
 };
@@ -348,7 +349,10 @@ struct node_worker {
 };
 
 node_worker_t *node_worker_new(node_t *node, int index);
-/* Starts the worker thread and its listener. Returns 0 or RT_EIO. */
+/* Opens the worker's listener and attaches its watchers without starting a thread (tests
+ * drive the loop themselves). Returns 0 or RT_EIO. */
+int node_worker_listen(node_worker_t *w);
+/* node_worker_listen, then the worker thread. Returns 0 or RT_EIO. */
 int node_worker_start(node_worker_t *w);
 /* Any thread: stop accepting and disconnect every client with 3001; the loop ends when
  * no connection is left. */

@@ -239,6 +239,11 @@ static void handle_websocket(node_worker_t *w, tr_http_req_t *req)
         .check_utf8 = true,
     };
     node_client_t *c = node_client_new(w, false);
+    rt_buf_t v = RT_BUF_INIT;
+    /* Debug mode for wscat/Postman (PROTOCOL.md §5): native pings instead of {} frames. */
+    c->native_ping = tr_http_req_query_param(req, "cf_ws_frame_ping_pong", &v) == 0 &&
+                     rt_str_eq_c(rt_buf_str(&v), "true");
+    rt_buf_cleanup(&v);
     tr_ws_t *ws = NULL;
     if (tr_ws_upgrade(req, &opts, &node_client_ws_handler, c, &ws) != 0) {
         node_client_disconnect(c, 0, NULL); /* frees the never-connected client */
@@ -370,7 +375,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int node_worker_start(node_worker_t *w)
+int node_worker_listen(node_worker_t *w)
 {
     const node_config_t *cfg = w->node->cfg;
     tr_http_handler_t h = {.on_request = on_request, .ud = w};
@@ -380,6 +385,14 @@ int node_worker_start(node_worker_t *w)
     rt_mailbox_start(&w->mailbox);
     ev_timer_start(w->loop, &w->tick);
     ev_async_start(w->loop, &w->stop);
+    return 0;
+}
+
+int node_worker_start(node_worker_t *w)
+{
+    int rc = node_worker_listen(w);
+    if (rc != 0)
+        return rc;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
         return RT_EIO;
     return 0;

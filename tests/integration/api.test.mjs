@@ -183,9 +183,11 @@ describe('server API', { timeout: 60000 }, () => {
         assert.ok(n.num_subs >= 1);
     });
 
+    // BatchResponse is {"replies": [...]} itself: no result wrapper, no top-level error
+    // (SERVER.md §1.5 batch).
     it('batch: sequential commands see each other, errors stay per command', async () => {
         const ch = 'hist:batch-seq';
-        const r = await rotor.apiResult('batch', {
+        const r = await rotor.api('batch', {
             commands: [
                 { publish: { channel: ch, data: { i: 1 } } },
                 { publish: { channel: ch, data: { i: 2 } } },
@@ -208,7 +210,7 @@ describe('server API', { timeout: 60000 }, () => {
     it('batch: parallel publishes all land', async () => {
         const ch = 'hist:batch-par';
         const commands = Array.from({ length: 8 }, (_, i) => ({ publish: { channel: ch, data: { i } } }));
-        const r = await rotor.apiResult('batch', { commands, parallel: true });
+        const r = await rotor.api('batch', { commands, parallel: true });
         assert.equal(r.replies.length, 8);
         const offsets = r.replies.map((x) => x.publish.offset).sort((a, b) => a - b);
         assert.deepEqual(offsets, [1, 2, 3, 4, 5, 6, 7, 8]);
@@ -257,7 +259,6 @@ describe('server API', { timeout: 60000 }, () => {
         const body = JSON.stringify({});
         const none = await rotor.apiRaw('info', {}, { key: null });
         assert.equal(none.status, 401);
-        assert.equal(none.text, '');
         assert.equal((await rotor.apiRaw('info', {}, { key: 'wrong' })).status, 401);
         const viaAuth = await rotor.request('/api/info', {
             method: 'POST', body, headers: { Authorization: `apikey ${rotor.apiKey}` },
@@ -283,11 +284,15 @@ describe('server API', { timeout: 60000 }, () => {
         assert.equal((await rotor.apiRaw('no_such_method', {})).status, 404);
         const get = await rotor.request('/api/publish', { headers: { 'X-API-Key': rotor.apiKey } });
         assert.equal(get.status, 405);
-        assert.equal(get.text, '');
         const put = await rotor.request('/api/info', { method: 'PUT', body: '{}', headers: { 'X-API-Key': rotor.apiKey } });
         assert.equal(put.status, 405);
         assert.equal((await rotor.apiRaw('publish', '{"channel":')).status, 400);
         assert.equal((await rotor.apiRaw('publish', '[1,2]')).status, 400);
+    });
+
+    it('401 and 405 answers have an empty body (SERVER.md §1.1, §1.2)', async () => {
+        assert.equal((await rotor.apiRaw('info', {}, { key: 'wrong' })).text, '');
+        assert.equal((await rotor.request('/api/info', { headers: { 'X-API-Key': rotor.apiKey } })).text, '');
     });
 
     it('API error inside 200 with a JSON content type', async () => {
@@ -311,7 +316,7 @@ describe('server API', { timeout: 60000 }, () => {
         // batch ignores transport mode (§1.3).
         const b = await rotor.apiRaw('batch', { commands: [{ publish: { channel: 'nope:x', data: {} } }] }, hdr);
         assert.equal(b.status, 200);
-        assert.equal(b.json().result.replies[0].error.code, 102);
+        assert.equal(b.json().replies[0].error.code, 102);
     });
 
     it('rpc without extensions: 104 (107 for an empty method)', async () => {
