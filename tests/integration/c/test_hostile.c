@@ -558,17 +558,26 @@ static void t_size_65537_closes_1009(void **state)
 static void t_size_huge_length_header(void **state)
 {
     static const uint64_t lens[] = {(uint64_t)1 << 63, ((uint64_t)1 << 63) - 1, (uint64_t)1 << 32};
+    int failures = 0;
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
         rt_tc_conn_t c;
+        rt_buf_t reason = RT_BUF_INIT;
+        int code = 0;
         open_connected(&c, NULL);
         assert_int_equal(rt_tc_ws_send_header(&c, RT_TC_WS_TEXT, lens[i]), 0);
         (void)rt_tc_send(&c, "{\"id\":2", 7, T_MS);
-        int code = expect_close(&c, 1009, 1002, NULL, false);
-        fprintf(stderr, "  length %llu closed with %d\n", (unsigned long long)lens[i], code);
+        int rc = rt_tc_ws_wait_close(&c, &code, &reason, T_MS);
+        fprintf(stderr, "  length %llu: %s close %d\n", (unsigned long long)lens[i],
+                rt_strerror(rc), code);
+        if (rc != 0 || (code != 1009 && code != 1002))
+            failures++;
+        rt_buf_cleanup(&reason);
         rt_tc_close(&c);
         die_if_dead("huge length header");
     }
     CHECK_OTHERS();
+    if (failures > 0)
+        fail_msg("%d of 3 huge length headers were not closed with 1009 or 1002", failures);
 }
 
 /* ---- frame-level protocol errors: close 1002 ---- */
@@ -577,6 +586,7 @@ static void t_frame_protocol_errors(void **state)
 {
     static const char sub[] = "{\"subscribe\":{\"channel\":\"c\"},\"id\":2}";
     uint8_t big_ping[126];
+    int failures = 0;
     memset(big_ping, 'p', sizeof(big_ping));
 
     for (int k = 0; k < 10; k++) {
@@ -629,14 +639,19 @@ static void t_frame_protocol_errors(void **state)
         rt_buf_t reason = RT_BUF_INIT;
         int code = 0;
         int rc = rt_tc_ws_wait_close(&c, &code, &reason, T_MS);
-        if (rc != 0 || code != 1002)
-            fail_msg("%s: expected close 1002, got %s code %d \"%s\"", name, rt_strerror(rc), code,
-                     cstr(&reason));
+        /* Every case runs, so one report names all the broken ones. */
+        if (rc != 0 || code != 1002) {
+            fprintf(stderr, "  %s: expected close 1002, got %s code %d \"%s\"\n", name,
+                    rt_strerror(rc), code, cstr(&reason));
+            failures++;
+        }
         rt_buf_cleanup(&reason);
         rt_tc_close(&c);
         die_if_dead(name);
     }
     CHECK_OTHERS();
+    if (failures > 0)
+        fail_msg("%d of 10 frame-level violations were not closed with 1002", failures);
 }
 
 /* ---- frame-level features that must work ---- */
@@ -836,7 +851,8 @@ static void send_big_request(const char *head, const uint8_t *body, size_t body_
 
 static void t_http_body_too_large_413(void **state)
 {
-    size_t n = 1 << 20;
+    /* One byte past 1 MiB: rotor's API body limit is max(websocket limit, 1 MiB). */
+    size_t n = (1 << 20) + 1;
     uint8_t *body = malloc(n);
     rt_tc_http_resp_t r;
     char head[256];
