@@ -53,13 +53,14 @@ struct tr_ws {
     rt_buf_t *wout;               /* borrowed, set during wslay_send() only */
     /* Frame tracker over the bytes handed to wslay. */
     uint8_t hdr[14];
-    uint8_t hdr_have;      /* header bytes seen of the current frame */
-    uint8_t hdr_need;      /* full header length, known once hdr_have >= 2 */
-    uint64_t payload_left; /* payload bytes of the current frame not yet seen */
-    bool in_msg;           /* a fragmented data message is unfinished */
-    bool msg_text;         /* the current data message started with a text frame */
-    bool peer_close_seen;  /* a close frame header went by */
-    bool in_recv;          /* inside wslay_event_recv(): close handling waits for its return */
+    uint8_t hdr_have;        /* header bytes seen of the current frame */
+    uint8_t hdr_need;        /* full header length, known once hdr_have >= 2 */
+    uint64_t payload_left;   /* payload bytes of the current frame not yet seen */
+    bool in_msg;             /* a fragmented data message is unfinished */
+    bool msg_text;           /* the current data message started with a text frame */
+    bool peer_close_seen;    /* a close frame header went by */
+    bool peer_close_invalid; /* the peer's close frame had a 1-byte payload */
+    bool in_recv;            /* inside wslay_event_recv(): close handling waits for its return */
     int state;
     int close_code; /* for on_close once not WS_OPEN */
     ev_timer close_timer;
@@ -158,6 +159,7 @@ static void track_header_done(tr_ws_t *ws)
         ws->in_msg = false;
     } else if (op == TR_WS_OP_CLOSE) {
         ws->peer_close_seen = true;
+        ws->peer_close_invalid = len == 1; /* a status code is 2 bytes or absent */
     }
     ws->payload_left = len;
     ws->hdr_have = 0;
@@ -219,6 +221,18 @@ static ssize_t wsl_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t
     if (ws->wout == NULL) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
+    }
+    /* On some frame-level violations (oversized or fragmented control frames, a 1-byte
+     * close payload, a length with the top bit set) wslay fails the connection with an
+     * empty close frame. RFC 6455 §7.4.1 asks for 1002, and clients show the code, so an
+     * empty close we did not ask for becomes 1002. */
+    static const uint8_t empty_close[2] = {0x88, 0x00};
+    if (len == 2 && memcmp(data, empty_close, 2) == 0 &&
+        (!ws->peer_close_seen || ws->peer_close_invalid) && ws->close_code != TR_WS_CLOSED_LOCAL) {
+        static const uint8_t proto_close[4] = {0x88, 0x02, 0x03, 0xea};
+        rt_buf_append(ws->wout, proto_close, sizeof(proto_close));
+        ws->close_code = TR_WS_CLOSED_PROTOCOL;
+        return (ssize_t)len;
     }
     rt_buf_append(ws->wout, data, len);
     return (ssize_t)len;

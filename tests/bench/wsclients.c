@@ -13,7 +13,10 @@
  * stdout: one progress line per second, "READY subscribed=N elapsed=S" once every connection
  * is subscribed, and a final "DONE ..." summary. Exit status 0 only if all N connections got
  * subscribed and none was lost before the end of the hold. */
+/* memmem, accept4-style SOCK_* flags; CMake builds define it already. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,12 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONNS 15000
+#define MAX_CONNS  15000
 #define MAX_HOLD_S 120
-#define MAX_RATE 20000
-#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
-#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-#define MAX_FRAME (1u << 20) /* a bigger server frame is treated as a protocol error */
+#define MAX_RATE   20000
+#define WS_KEY     "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT  "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+#define MAX_FRAME  (1u << 20) /* a bigger server frame is treated as a protocol error */
 
 typedef enum conn_state {
     ST_IDLE = 0,   /* not started yet */
@@ -71,7 +74,8 @@ typedef struct opts {
     const char *token; /* NULL: insecure mode, connect without token */
 } opts_t;
 
-static struct {
+/* All run state; one instance lives in main(). */
+typedef struct bench {
     int ep;
     conn_t *conns; /* owned, array of opts.n */
     opts_t o;
@@ -80,8 +84,9 @@ static struct {
     int started, open, subscribed, closed;
     long pings, native_pings;
     int failed_tcp, failed_upgrade, reply_errors, server_closes, peer_resets;
-    bool first_error_printed;
-} g;
+    int notes_printed;
+    uint32_t mask_state; /* xorshift32 state for frame masks */
+} bench_t;
 
 static volatile sig_atomic_t g_stop;
 
@@ -98,15 +103,14 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(bench_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Only the first few problems are printed: a mass failure would otherwise flood stdout. */
-static void note(const char *fmt, ...)
+static void note(bench_t *b, const char *fmt, ...)
 {
-    static int printed;
-    if (printed >= 20)
+    if (b->notes_printed >= 20)
         return;
-    printed++;
+    b->notes_printed++;
     va_list ap;
     va_start(ap, fmt);
     fputs("wsclients: ", stderr);
@@ -136,19 +140,18 @@ static void reserve(unsigned char **buf, size_t *cap, size_t need)
     *cap = c;
 }
 
-static void conn_close(conn_t *c)
+static void conn_close(bench_t *b, conn_t *c)
 {
     if (c->fd >= 0) {
         close(c->fd); /* also drops it from the epoll set */
         c->fd = -1;
     }
-    if (c->state == ST_CONNECT_SENT || c->state == ST_SUBSCRIBE_SENT ||
-        c->state == ST_SUBSCRIBED)
-        g.open--;
+    if (c->state == ST_CONNECT_SENT || c->state == ST_SUBSCRIBE_SENT || c->state == ST_SUBSCRIBED)
+        b->open--;
     if (c->state == ST_SUBSCRIBED)
-        g.subscribed--;
+        b->subscribed--;
     c->state = ST_CLOSED;
-    g.closed++;
+    b->closed++;
     free(c->rx);
     free(c->tx);
     free(c->msg);
@@ -156,22 +159,22 @@ static void conn_close(conn_t *c)
     c->rx_len = c->rx_cap = c->tx_len = c->tx_cap = c->msg_len = c->msg_cap = 0;
 }
 
-static void set_out(conn_t *c, bool on)
+static void set_out(bench_t *b, conn_t *c, bool on)
 {
     if (c->want_out == on)
         return;
     struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0u),
-                             .data.u32 = (uint32_t)(c - g.conns)};
-    if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
-        note("epoll_ctl: %s", strerror(errno));
-        conn_close(c);
+                             .data.u32 = (uint32_t)(c - b->conns)};
+    if (epoll_ctl(b->ep, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+        note(b, "epoll_ctl: %s", strerror(errno));
+        conn_close(b, c);
         return;
     }
     c->want_out = on;
 }
 
 /* Writes what the socket takes; the rest waits in tx for EPOLLOUT. */
-static void flush_tx(conn_t *c)
+static void flush_tx(bench_t *b, conn_t *c)
 {
     size_t off = 0;
     while (off < c->tx_len) {
@@ -184,14 +187,14 @@ static void flush_tx(conn_t *c)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        g.peer_resets++;
-        note("conn %d: send: %s", (int)(c - g.conns), strerror(errno));
-        conn_close(c);
+        b->peer_resets++;
+        note(b, "conn %d: send: %s", (int)(c - b->conns), strerror(errno));
+        conn_close(b, c);
         return;
     }
     memmove(c->tx, c->tx + off, c->tx_len - off);
     c->tx_len -= off;
-    set_out(c, c->tx_len > 0);
+    set_out(b, c, c->tx_len > 0);
 }
 
 static void queue_raw(conn_t *c, const void *data, size_t len)
@@ -201,17 +204,18 @@ static void queue_raw(conn_t *c, const void *data, size_t len)
     c->tx_len += len;
 }
 
-static uint32_t xorshift32(void)
+static uint32_t xorshift32(bench_t *b)
 {
-    static uint32_t s = 2463534242u;
+    uint32_t s = b->mask_state;
     s ^= s << 13;
     s ^= s >> 17;
     s ^= s << 5;
+    b->mask_state = s;
     return s;
 }
 
 /* Client frames must be masked (RFC 6455 §5.3). */
-static void queue_frame(conn_t *c, unsigned opcode, const void *payload, size_t len)
+static void queue_frame(bench_t *b, conn_t *c, unsigned opcode, const void *payload, size_t len)
 {
     unsigned char hdr[14];
     size_t h = 0;
@@ -227,7 +231,7 @@ static void queue_frame(conn_t *c, unsigned opcode, const void *payload, size_t 
         for (int i = 7; i >= 0; i--)
             hdr[h++] = (unsigned char)((uint64_t)len >> (8 * i));
     }
-    uint32_t m = xorshift32();
+    uint32_t m = xorshift32(b);
     unsigned char mask[4] = {(unsigned char)(m >> 24), (unsigned char)(m >> 16),
                              (unsigned char)(m >> 8), (unsigned char)m};
     memcpy(hdr + h, mask, 4);
@@ -240,51 +244,50 @@ static void queue_frame(conn_t *c, unsigned opcode, const void *payload, size_t 
     c->tx_len += len;
 }
 
-static void send_text(conn_t *c, const char *s)
+static void send_text(bench_t *b, conn_t *c, const char *s)
 {
-    queue_frame(c, 0x1, s, strlen(s));
+    queue_frame(b, c, 0x1, s, strlen(s));
 }
 
-static void start_conn(int i)
+static void start_conn(bench_t *b, int i)
 {
-    conn_t *c = &g.conns[i];
-    g.started++;
+    conn_t *c = &b->conns[i];
+    b->started++;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
-        note("socket: %s", strerror(errno));
-        g.failed_tcp++;
-        conn_close(c);
+        note(b, "socket: %s", strerror(errno));
+        b->failed_tcp++;
+        conn_close(b, c);
         return;
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&g.addr, sizeof g.addr) != 0 &&
-        errno != EINPROGRESS) {
-        note("connect: %s", strerror(errno));
-        g.failed_tcp++;
-        conn_close(c);
+    if (connect(c->fd, (struct sockaddr *)&b->addr, sizeof b->addr) != 0 && errno != EINPROGRESS) {
+        note(b, "connect: %s", strerror(errno));
+        b->failed_tcp++;
+        conn_close(b, c);
         return;
     }
     c->state = ST_CONNECTING;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-    if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
-        note("epoll_ctl add: %s", strerror(errno));
-        g.failed_tcp++;
-        conn_close(c);
+    if (epoll_ctl(b->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        note(b, "epoll_ctl add: %s", strerror(errno));
+        b->failed_tcp++;
+        conn_close(b, c);
         return;
     }
     c->want_out = true;
 }
 
-static void on_connected(conn_t *c)
+static void on_connected(bench_t *b, conn_t *c)
 {
     int err = 0;
     socklen_t el = sizeof err;
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
     if (err != 0) {
-        note("conn %d: connect: %s", (int)(c - g.conns), strerror(err));
-        g.failed_tcp++;
-        conn_close(c);
+        note(b, "conn %d: connect: %s", (int)(c - b->conns), strerror(err));
+        b->failed_tcp++;
+        conn_close(b, c);
         return;
     }
     char req[512];
@@ -295,10 +298,10 @@ static void on_connected(conn_t *c)
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Key: " WS_KEY "\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
-                     g.o.host, g.o.port);
+                     b->o.host, b->o.port);
     c->state = ST_UPGRADING;
     queue_raw(c, req, (size_t)n);
-    flush_tx(c);
+    flush_tx(b, c);
 }
 
 /* Reply with id `id` in a JSON line: `"id":1,` or `"id":1}` (rotor and Centrifugo put id
@@ -318,60 +321,60 @@ static bool has_id(const char *line, size_t len, int id)
     return false;
 }
 
-static void on_line(conn_t *c, const char *line, size_t len)
+static void on_line(bench_t *b, conn_t *c, const char *line, size_t len)
 {
-    int idx = (int)(c - g.conns);
+    int idx = (int)(c - b->conns);
     if (len == 2 && line[0] == '{' && line[1] == '}') {
-        g.pings++;
-        send_text(c, "{}");
+        b->pings++;
+        send_text(b, c, "{}");
         return;
     }
     bool is_err = memmem(line, len, "\"error\":", 8) != NULL;
     if (c->state == ST_CONNECT_SENT && has_id(line, len, 1)) {
         if (is_err) {
-            g.reply_errors++;
-            note("conn %d: connect failed: %.*s", idx, (int)len, line);
-            conn_close(c);
+            b->reply_errors++;
+            note(b, "conn %d: connect failed: %.*s", idx, (int)len, line);
+            conn_close(b, c);
             return;
         }
         char cmd[128];
         snprintf(cmd, sizeof cmd, "{\"subscribe\":{\"channel\":\"bench:%d\"},\"id\":2}",
-                 idx % g.o.channels);
-        send_text(c, cmd);
+                 idx % b->o.channels);
+        send_text(b, c, cmd);
         c->state = ST_SUBSCRIBE_SENT;
         return;
     }
     if (c->state == ST_SUBSCRIBE_SENT && has_id(line, len, 2)) {
         if (is_err) {
-            g.reply_errors++;
-            note("conn %d: subscribe failed: %.*s", idx, (int)len, line);
-            conn_close(c);
+            b->reply_errors++;
+            note(b, "conn %d: subscribe failed: %.*s", idx, (int)len, line);
+            conn_close(b, c);
             return;
         }
         c->state = ST_SUBSCRIBED;
-        g.subscribed++;
+        b->subscribed++;
         return;
     }
     /* Pushes (publications, disconnect pushes) are not expected on an idle bench. */
     if (memmem(line, len, "\"disconnect\":", 13))
-        note("conn %d: disconnect push: %.*s", idx, (int)len, line);
+        note(b, "conn %d: disconnect push: %.*s", idx, (int)len, line);
 }
 
 /* The JSON protocol batches replies as newline-separated lines in one frame. */
-static void on_text(conn_t *c, const unsigned char *p, size_t len)
+static void on_text(bench_t *b, conn_t *c, const unsigned char *p, size_t len)
 {
     size_t start = 0;
     for (size_t i = 0; i <= len && c->state != ST_CLOSED; i++) {
         if (i == len || p[i] == '\n') {
             if (i > start)
-                on_line(c, (const char *)p + start, i - start);
+                on_line(b, c, (const char *)p + start, i - start);
             start = i + 1;
         }
     }
 }
 
 /* Parses every complete frame in rx. Returns false when the connection was closed. */
-static bool parse_frames(conn_t *c)
+static bool parse_frames(bench_t *b, conn_t *c)
 {
     size_t off = 0;
     while (c->state != ST_CLOSED) {
@@ -398,9 +401,9 @@ static bool parse_frames(conn_t *c)
             hl = 10;
         }
         if (masked || plen > MAX_FRAME) {
-            note("conn %d: bad server frame (masked=%d len=%llu)", (int)(c - g.conns), masked,
+            note(b, "conn %d: bad server frame (masked=%d len=%llu)", (int)(c - b->conns), masked,
                  (unsigned long long)plen);
-            conn_close(c);
+            conn_close(b, c);
             return false;
         }
         if (avail < hl + plen)
@@ -413,13 +416,13 @@ static bool parse_frames(conn_t *c)
         case 0x1: /* text */
         case 0x2: /* binary */
             if (fin && c->msg_len == 0 && op != 0x0) {
-                on_text(c, pl, n);
+                on_text(b, c, pl, n);
             } else {
                 reserve(&c->msg, &c->msg_cap, c->msg_len + n);
                 memcpy(c->msg + c->msg_len, pl, n);
                 c->msg_len += n;
                 if (fin) {
-                    on_text(c, c->msg, c->msg_len);
+                    on_text(b, c, c->msg, c->msg_len);
                     if (c->state != ST_CLOSED)
                         c->msg_len = 0;
                 }
@@ -427,15 +430,15 @@ static bool parse_frames(conn_t *c)
             break;
         case 0x8: { /* close */
             unsigned code = n >= 2 ? ((unsigned)pl[0] << 8) | pl[1] : 0;
-            g.server_closes++;
-            note("conn %d: server closed: code=%u reason=%.*s", (int)(c - g.conns), code,
+            b->server_closes++;
+            note(b, "conn %d: server closed: code=%u reason=%.*s", (int)(c - b->conns), code,
                  n > 2 ? (int)(n - 2) : 0, n > 2 ? (const char *)pl + 2 : "");
-            conn_close(c);
+            conn_close(b, c);
             return false;
         }
         case 0x9: /* ping */
-            g.native_pings++;
-            queue_frame(c, 0xA, pl, n);
+            b->native_pings++;
+            queue_frame(b, c, 0xA, pl, n);
             break;
         default: /* pong or reserved: nothing to do */
             break;
@@ -449,14 +452,14 @@ static bool parse_frames(conn_t *c)
 }
 
 /* Handles the 101 response; bytes after it are the first frames. */
-static bool parse_upgrade(conn_t *c)
+static bool parse_upgrade(bench_t *b, conn_t *c)
 {
     unsigned char *end = memmem(c->rx, c->rx_len, "\r\n\r\n", 4);
     if (!end) {
         if (c->rx_len > 8192) {
-            g.failed_upgrade++;
-            note("conn %d: upgrade response too long", (int)(c - g.conns));
-            conn_close(c);
+            b->failed_upgrade++;
+            note(b, "conn %d: upgrade response too long", (int)(c - b->conns));
+            conn_close(b, c);
             return false;
         }
         return true;
@@ -465,30 +468,30 @@ static bool parse_upgrade(conn_t *c)
     bool ok = c->rx_len >= 12 && memcmp(c->rx, "HTTP/1.1 101", 12) == 0 &&
               memmem(c->rx, hlen, WS_ACCEPT, strlen(WS_ACCEPT)) != NULL;
     if (!ok) {
-        g.failed_upgrade++;
+        b->failed_upgrade++;
         const unsigned char *eol = memmem(c->rx, hlen, "\r\n", 2);
-        note("conn %d: upgrade refused: %.*s", (int)(c - g.conns),
-             (int)(eol ? eol - c->rx : 0), (const char *)c->rx);
-        conn_close(c);
+        note(b, "conn %d: upgrade refused: %.*s", (int)(c - b->conns), (int)(eol ? eol - c->rx : 0),
+             (const char *)c->rx);
+        conn_close(b, c);
         return false;
     }
     memmove(c->rx, c->rx + hlen, c->rx_len - hlen);
     c->rx_len -= hlen;
-    g.open++;
+    b->open++;
     c->state = ST_CONNECT_SENT;
-    if (g.o.token) {
-        size_t cap = strlen(g.o.token) + 64;
+    if (b->o.token) {
+        size_t cap = strlen(b->o.token) + 64;
         char *cmd = xrealloc(NULL, cap);
-        snprintf(cmd, cap, "{\"connect\":{\"token\":\"%s\"},\"id\":1}", g.o.token);
-        send_text(c, cmd);
+        snprintf(cmd, cap, "{\"connect\":{\"token\":\"%s\"},\"id\":1}", b->o.token);
+        send_text(b, c, cmd);
         free(cmd);
     } else {
-        send_text(c, "{\"connect\":{},\"id\":1}");
+        send_text(b, c, "{\"connect\":{},\"id\":1}");
     }
     return true;
 }
 
-static void on_readable(conn_t *c)
+static void on_readable(bench_t *b, conn_t *c)
 {
     for (;;) {
         reserve(&c->rx, &c->rx_cap, c->rx_len + 4096);
@@ -502,17 +505,17 @@ static void on_readable(conn_t *c)
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
         if (c->state == ST_UPGRADING)
-            g.failed_upgrade++;
+            b->failed_upgrade++;
         else
-            g.peer_resets++;
-        note("conn %d: %s in state %d", (int)(c - g.conns), r == 0 ? "EOF" : strerror(errno),
+            b->peer_resets++;
+        note(b, "conn %d: %s in state %d", (int)(c - b->conns), r == 0 ? "EOF" : strerror(errno),
              (int)c->state);
-        conn_close(c);
+        conn_close(b, c);
         return;
     }
-    if (c->state == ST_UPGRADING && !parse_upgrade(c))
+    if (c->state == ST_UPGRADING && !parse_upgrade(b, c))
         return;
-    if (c->state != ST_UPGRADING && !parse_frames(c))
+    if (c->state != ST_UPGRADING && !parse_frames(b, c))
         return;
     /* An idle connection keeps no read buffer: that is the point of the benchmark's client
      * side too, 15000 x 4 KiB would blur the client's own numbers. */
@@ -522,33 +525,34 @@ static void on_readable(conn_t *c)
         c->rx_cap = 0;
     }
     if (c->tx_len > 0)
-        flush_tx(c);
+        flush_tx(b, c);
 }
 
-static void on_event(conn_t *c, uint32_t events)
+static void on_event(bench_t *b, conn_t *c, uint32_t events)
 {
     if (c->state == ST_CONNECTING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-        on_connected(c);
+        on_connected(b, c);
         if (c->state == ST_CLOSED)
             return;
     }
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        on_readable(c);
+        on_readable(b, c);
         if (c->state == ST_CLOSED)
             return;
     }
     if ((events & EPOLLOUT) && c->tx_len > 0)
-        flush_tx(c);
+        flush_tx(b, c);
     else if ((events & EPOLLOUT) && c->state != ST_CONNECTING)
-        set_out(c, false);
+        set_out(b, c, false);
 }
 
-static void progress(const char *tag, double t0)
+static void progress(const bench_t *b, const char *tag, double t0)
 {
     printf("%s t=%.1fs started=%d open=%d subscribed=%d closed=%d pings=%ld native_pings=%ld "
            "failed_tcp=%d failed_upgrade=%d reply_errors=%d server_closes=%d resets=%d\n",
-           tag, now_s() - t0, g.started, g.open, g.subscribed, g.closed, g.pings, g.native_pings,
-           g.failed_tcp, g.failed_upgrade, g.reply_errors, g.server_closes, g.peer_resets);
+           tag, now_s() - t0, b->started, b->open, b->subscribed, b->closed, b->pings,
+           b->native_pings, b->failed_tcp, b->failed_upgrade, b->reply_errors, b->server_closes,
+           b->peer_resets);
     fflush(stdout);
 }
 
@@ -593,54 +597,56 @@ static void raise_nofile(int need)
 
 int main(int argc, char **argv)
 {
-    g.o = (opts_t){.host = "127.0.0.1", .n = 1000, .hold_s = 30, .rate = 2000, .channels = 100};
+    bench_t bench = {.mask_state = 2463534242u};
+    bench_t *b = &bench;
+    b->o = (opts_t){.host = "127.0.0.1", .n = 1000, .hold_s = 30, .rate = 2000, .channels = 100};
     int opt;
     while ((opt = getopt(argc, argv, "a:p:n:t:r:c:j:")) != -1) {
         switch (opt) {
         case 'a':
-            g.o.host = optarg;
+            b->o.host = optarg;
             break;
         case 'p':
-            g.o.port = int_arg(optarg, 1, 65535);
+            b->o.port = int_arg(optarg, 1, 65535);
             break;
         case 'n':
-            g.o.n = int_arg(optarg, 1, MAX_CONNS);
+            b->o.n = int_arg(optarg, 1, MAX_CONNS);
             break;
         case 't':
-            g.o.hold_s = int_arg(optarg, 0, MAX_HOLD_S);
+            b->o.hold_s = int_arg(optarg, 0, MAX_HOLD_S);
             break;
         case 'r':
-            g.o.rate = int_arg(optarg, 1, MAX_RATE);
+            b->o.rate = int_arg(optarg, 1, MAX_RATE);
             break;
         case 'c':
-            g.o.channels = int_arg(optarg, 1, 1000000);
+            b->o.channels = int_arg(optarg, 1, 1000000);
             break;
         case 'j':
-            g.o.token = optarg;
+            b->o.token = optarg;
             break;
         default:
             usage();
         }
     }
-    if (g.o.port == 0 || optind != argc)
+    if (b->o.port == 0 || optind != argc)
         usage();
-    g.addr.sin_family = AF_INET;
-    g.addr.sin_port = htons((uint16_t)g.o.port);
-    if (inet_pton(AF_INET, g.o.host, &g.addr.sin_addr) != 1)
+    b->addr.sin_family = AF_INET;
+    b->addr.sin_port = htons((uint16_t)b->o.port);
+    if (inet_pton(AF_INET, b->o.host, &b->addr.sin_addr) != 1)
         usage();
-    raise_nofile(g.o.n);
+    raise_nofile(b->o.n);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    g.conns = calloc((size_t)g.o.n, sizeof *g.conns);
-    if (!g.conns)
+    b->conns = calloc((size_t)b->o.n, sizeof *b->conns);
+    if (!b->conns)
         return 2;
-    for (int i = 0; i < g.o.n; i++)
-        g.conns[i].fd = -1;
-    g.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (g.ep < 0) {
+    for (int i = 0; i < b->o.n; i++)
+        b->conns[i].fd = -1;
+    b->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (b->ep < 0) {
         perror("epoll_create1");
         return 2;
     }
@@ -648,55 +654,55 @@ int main(int argc, char **argv)
     double t0 = now_s();
     double next_progress = t0 + 1.0;
     /* Setup gets the time pacing needs plus a generous margin, then the run is a failure. */
-    double setup_deadline = t0 + (double)g.o.n / g.o.rate + 30.0;
+    double setup_deadline = t0 + (double)b->o.n / b->o.rate + 30.0;
     double ready_at = 0, hold_until = 0;
     struct epoll_event evs[256];
     while (!g_stop) {
         double now = now_s();
-        int due = (int)((now - t0) * g.o.rate) + 1;
-        while (g.started < g.o.n && g.started < due)
-            start_conn(g.started);
-        if (ready_at == 0 && g.subscribed == g.o.n) {
+        int due = (int)((now - t0) * b->o.rate) + 1;
+        while (b->started < b->o.n && b->started < due)
+            start_conn(b, b->started);
+        if (ready_at == 0 && b->subscribed == b->o.n) {
             ready_at = now;
-            hold_until = now + g.o.hold_s;
-            printf("READY subscribed=%d elapsed=%.2fs\n", g.subscribed, now - t0);
+            hold_until = now + b->o.hold_s;
+            printf("READY subscribed=%d elapsed=%.2fs\n", b->subscribed, now - t0);
         }
-        if (ready_at == 0 && g.started == g.o.n && g.closed > 0 &&
-            g.subscribed + g.closed == g.o.n) {
-            progress("FAILED", t0);
+        if (ready_at == 0 && b->started == b->o.n && b->closed > 0 &&
+            b->subscribed + b->closed == b->o.n) {
+            progress(b, "FAILED", t0);
             break;
         }
         if (ready_at == 0 && now > setup_deadline) {
-            progress("TIMEOUT", t0);
+            progress(b, "TIMEOUT", t0);
             break;
         }
         if (ready_at > 0 && now >= hold_until)
             break;
         if (now >= next_progress) {
-            progress(ready_at > 0 ? "hold" : "setup", t0);
+            progress(b, ready_at > 0 ? "hold" : "setup", t0);
             next_progress += 1.0;
         }
-        int n = epoll_wait(g.ep, evs, 256, 10);
+        int n = epoll_wait(b->ep, evs, 256, 10);
         if (n < 0 && errno != EINTR) {
             perror("epoll_wait");
             break;
         }
         for (int i = 0; i < n; i++) {
-            conn_t *c = &g.conns[evs[i].data.u32];
+            conn_t *c = &b->conns[evs[i].data.u32];
             if (c->state != ST_CLOSED && c->fd >= 0)
-                on_event(c, evs[i].events);
+                on_event(b, c, evs[i].events);
         }
     }
-    bool ok = ready_at > 0 && g.subscribed == g.o.n;
-    progress(ok ? "DONE ok" : "DONE failed", t0);
-    for (int i = 0; i < g.o.n; i++) {
-        if (g.conns[i].fd >= 0)
-            close(g.conns[i].fd);
-        free(g.conns[i].rx);
-        free(g.conns[i].tx);
-        free(g.conns[i].msg);
+    bool ok = ready_at > 0 && b->subscribed == b->o.n;
+    progress(b, ok ? "DONE ok" : "DONE failed", t0);
+    for (int i = 0; i < b->o.n; i++) {
+        if (b->conns[i].fd >= 0)
+            close(b->conns[i].fd);
+        free(b->conns[i].rx);
+        free(b->conns[i].tx);
+        free(b->conns[i].msg);
     }
-    free(g.conns);
-    close(g.ep);
+    free(b->conns);
+    close(b->ep);
     return ok ? 0 : 1;
 }

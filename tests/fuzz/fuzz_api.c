@@ -47,6 +47,7 @@ static struct {
     node_worker_t *workers[1];
     struct ev_loop *engine_loop;
     node_worker_t *w;
+    bool verbose; /* FUZZ_API_VERBOSE set: print every response (seed debugging) */
 } g;
 
 /* Stops the run with a message: libFuzzer reports abort() as a crash with the input. */
@@ -67,6 +68,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     rt_log_set_level(RT_LOG_NONE);
+    g.verbose = getenv("FUZZ_API_VERBOSE") != NULL;
     node_config_t *cfg = &g.cfg;
     node_config_defaults(cfg);
     rt_free(cfg->http_api_key);
@@ -310,6 +312,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!done)
         fail("no complete response", (const char *)resp.p, resp.len);
     check_response(path, transport, &resp, hend);
+    if (g.verbose)
+        fprintf(stderr, "%s -> %.*s\n", path, (int)resp.len, (const char *)resp.p);
     rt_buf_cleanup(&resp);
 
     close(fd);

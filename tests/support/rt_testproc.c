@@ -156,7 +156,7 @@ int rt_tp_start(rt_tp_server_t *s, const char *binary, const char *config_member
         fprintf(stderr, "rt_tp_start: realpath %s: %s\n", binary, strerror(errno));
         return RT_ENOTFOUND;
     }
-    snprintf(s->dir, sizeof(s->dir), "/tmp/rotor-it-XXXXXX");
+    snprintf(s->dir, sizeof(s->dir), "/tmp/rotor-chost-XXXXXX");
     if (mkdtemp(s->dir) == NULL) {
         s->dir[0] = '\0';
         fprintf(stderr, "rt_tp_start: mkdtemp: %s\n", strerror(errno));
