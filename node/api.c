@@ -1023,7 +1023,8 @@ static node_api_req_t *api_begin(node_worker_t *w, tr_http_req_t *req, api_kind_
         if (w->node->cfg->http_api_key[0] == '\0' && !w->node->cfg->http_api_insecure)
             RT_LOG_ERROR(
                 "API request refused: http_api.key is empty (set it or http_api.insecure)");
-        tr_http_respond(req, 401, "application/json", RT_STR("{\"error\":\"unauthorized\"}"), NULL);
+        /* Empty body, as Centrifugo (SERVER.md §1.2). */
+        tr_http_respond(req, 401, NULL, RT_STR(""), NULL);
         return NULL;
     }
     node_api_req_t *ar = RT_NEW(node_api_req_t);

@@ -540,7 +540,7 @@ static void sub_activate(node_sub_t *s)
     size_t n = s->nbuffered;
     s->buffered = NULL;
     s->nbuffered = s->buffered_cap = 0;
-    if (s->positioned)
+    if (s->positioned && n > 1)
         qsort(buf, n, sizeof(*buf), cmp_offset);
     uint64_t serial = s->serial;
     for (size_t i = 0; i < n; i++) {

@@ -114,8 +114,8 @@ void node_map_put(node_map_t *m, rt_str_t key, void *val)
     uint64_t h = rt_str_hash(key);
     node_map_entry_t **pe = find_str(m, key, h);
     if (pe && *pe) {
+        /* The stored key stays: the caller's slice may be shorter-lived than the first. */
         (*pe)->val = val;
-        (*pe)->key = key;
         return;
     }
     insert(m, h, key, 0, val);

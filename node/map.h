@@ -29,7 +29,8 @@ void node_map_init(node_map_t *m);
 void node_map_cleanup(node_map_t *m);
 
 void *node_map_get(const node_map_t *m, rt_str_t key);
-/* Inserts or replaces; key must stay valid while the entry exists. */
+/* Inserts, or replaces the value of an existing entry (keeping its original key); a new
+ * key must stay valid while the entry exists. */
 void node_map_put(node_map_t *m, rt_str_t key, void *val);
 /* Removes and returns the value, or NULL. */
 void *node_map_del(node_map_t *m, rt_str_t key);

@@ -273,6 +273,8 @@ static const char *status_text(int status)
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
     case 426:
         return "Upgrade Required";
     case 429:

@@ -18,7 +18,8 @@
 # Samples: baseline (after /health answers, before any client), loaded (SETTLE s after the
 # client printed READY), steady (5 s before the hold ends, after at least one server ping
 # per connection). RSS is VmRSS from /proc/<pid>/status: user-space memory only; kernel
-# socket buffers are not in it. Prints nothing else and stops everything at the end.
+# socket buffers are not in it. RssAnon (heap, stacks) is printed too: VmRSS also counts
+# file pages of the binary and libraries, which grow a little as new code paths run. Prints nothing else and stops everything at the end.
 set -euo pipefail
 
 N=${1:-10000}
@@ -128,6 +129,7 @@ done
 curl -sf "http://127.0.0.1:$port/health" >/dev/null || die "rotor /health did not answer"
 sleep 1
 base_rss=$(status_kib VmRSS)
+base_anon=$(status_kib RssAnon)
 
 # --- clients
 "$client" -p "$port" -n "$N" -t "$HOLD" -r "$RATE" >"$tmp/client.out" 2>"$tmp/client.err" &
@@ -142,6 +144,7 @@ done
 sleep "$SETTLE"
 load_rss=$(status_kib VmRSS)
 load_hwm=$(status_kib VmHWM)
+load_anon=$(status_kib RssAnon)
 load_clients=$(num_clients)
 
 sleep $((HOLD - SETTLE - 5))
@@ -158,16 +161,18 @@ wait "$rotor_pid" || rotor_rc=$?
 rotor_pid=
 
 per_conn=$(((load_rss - base_rss) * 1024 / N))
+anon_per_conn=$(((load_anon - base_anon) * 1024 / N))
 steady_per_conn=$(((steady_rss - base_rss) * 1024 / N))
 echo "machine          nproc=$(nproc) mem=$(free -h | awk '/^Mem:/ { print $2 }') kernel=$(uname -r)"
 echo "rotor            $("$rotor" version 2>/dev/null | head -n 1) binary=$rotor workers=2"
 echo "client           $(grep '^READY' "$tmp/client.out")"
 echo "client           $(grep '^DONE' "$tmp/client.out" || echo 'no DONE line')"
 echo "connections      $N"
-echo "baseline_rss     $base_rss KiB"
-echo "loaded_rss       $load_rss KiB   (VmHWM $load_hwm KiB, ${SETTLE}s after READY)"
+echo "baseline_rss     $base_rss KiB   (RssAnon $base_anon KiB)"
+echo "loaded_rss       $load_rss KiB   (RssAnon $load_anon KiB, VmHWM $load_hwm KiB, ${SETTLE}s after READY)"
 echo "steady_rss       $steady_rss KiB   ($((HOLD - 5))s after READY)"
 echo "bytes_per_conn   $per_conn   (loaded - baseline) / N"
+echo "anon_per_conn    $anon_per_conn   (loaded - baseline RssAnon) / N: heap and stacks only"
 echo "steady_per_conn  $steady_per_conn   (steady - baseline) / N"
 echo "num_clients      $load_clients loaded, $steady_clients steady (centrifugo_node_num_clients)"
 echo "exit             client=$client_rc rotor=$rotor_rc"

@@ -290,9 +290,11 @@ describe('server API', { timeout: 60000 }, () => {
         assert.equal((await rotor.apiRaw('publish', '[1,2]')).status, 400);
     });
 
-    it('401 and 405 answers have an empty body (SERVER.md §1.1, §1.2)', async () => {
+    it('401 has an empty body (SERVER.md §1.2); 405 a JSON body (issue: HTTP errors carry JSON)', async () => {
         assert.equal((await rotor.apiRaw('info', {}, { key: 'wrong' })).text, '');
-        assert.equal((await rotor.request('/api/info', { headers: { 'X-API-Key': rotor.apiKey } })).text, '');
+        const res = await rotor.request('/api/info', { headers: { 'X-API-Key': rotor.apiKey } });
+        assert.equal(res.status, 405);
+        assert.deepEqual(JSON.parse(res.text), { error: 'method not allowed' });
     });
 
     it('API error inside 200 with a JSON content type', async () => {
