@@ -31,13 +31,16 @@ static void test_durations(void **state)
     expect_ms("1500us", 1);
     expect_ms("2000000ns", 2);
     expect_ms("10m", 600000);
+    expect_ms(".5s", 500);      /* Go accepts a fraction without integer part */
+    expect_ms("3\xc2\xb5s", 0); /* micro sign */
 }
 
 static void test_invalid_durations(void **state)
 {
-    const char *bad[] = {"",     "s",    "ms",  "1",    "10", "1x",  "1 s", " 1s",
-                         "1s ",  "1sec", "1hh", "1m30", "h1", "abc", "1.5", "9999999999999999h",
-                         "1s-1s"};
+    const char *bad[] = {
+        "",      "s",     "ms",   "1",    "10",   "1x",  "1 s", " 1s",
+        "1s ",   "1sec",  "1hh",  "1m30", "h1",   "abc", "1.5", "9999999999999999h",
+        "1s-1s", "0x10s", "1e3s", "infs", "nans", "-1s", "+1s", "."};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t out = 777;
         if (rt_parse_duration_ms(bad[i], &out) != RT_EINVAL)
