@@ -130,40 +130,16 @@ node_client_t *node_client_new(node_worker_t *w, bool protobuf)
     return c;
 }
 
-static void user_count(node_client_t *c, int delta)
-{
-    node_worker_t *w = c->w;
-    rt_str_t u = user_of(c);
-    uintptr_t n = (uintptr_t)node_map_get(&w->users, u);
-    if (delta > 0) {
-        /* The key must outlive the entry: the first connection's user string is used, and
-         * re-keyed below when that connection goes first. */
-        node_map_put(&w->users, u, (void *)(n + 1));
-        c->counted_user = true;
-        return;
-    }
-    if (n <= 1) {
-        node_map_del(&w->users, u);
-        return;
-    }
-    node_map_put(&w->users, u, (void *)(n - 1));
-    /* Re-key on another live connection of the same user, since this string dies. */
-    for (node_client_t *o = w->client_list; o; o = o->next) {
-        if (o != c && o->counted_user && strcmp(o->user, c->user) == 0) {
-            node_map_del(&w->users, u);
-            node_map_put(&w->users, user_of(o), (void *)(n - 1));
-            break;
-        }
-    }
-}
-
 static void client_free(node_client_t *c)
 {
     node_worker_t *w = c->w;
     while (c->subs)
         sub_remove(c->subs, false, 0);
-    if (c->counted_user)
-        user_count(c, -1);
+    if (c->counted_user) {
+        node_op_t *op = node_op_new(NODE_OP_USER_REMOVE, w, NULL);
+        op->channel = node_op_copy(op, user_of(c)); /* the user travels in channel */
+        node_worker_post(w, op);
+    }
     ev_timer_stop(w->loop, &c->timer);
     if (c->prev)
         c->prev->next = c->next;
@@ -1294,6 +1270,27 @@ static void connect_finish(node_client_t *c)
     }
 }
 
+static void user_limit_done(node_worker_t *w, node_op_t *op)
+{
+    node_client_t *c = node_map_get_id(&w->clients, op->ref_id);
+    if (op->status == 0 && (c == NULL || c->state == NODE_CLIENT_CLOSING)) {
+        /* Counted for a connection that is already gone. */
+        node_op_t *rm = node_op_new(NODE_OP_USER_REMOVE, w, NULL);
+        rm->channel = node_op_copy(rm, op->channel);
+        node_worker_post(w, rm);
+        return;
+    }
+    if (c == NULL || c->state == NODE_CLIENT_CLOSING)
+        return;
+    if (op->status != 0) {
+        node_client_disconnect(c, NODE_DISCONNECT_CONNECTION_LIMIT, NULL);
+        return;
+    }
+    c->counted_user = true;
+    if (--c->connect_pending == 0)
+        connect_finish(c);
+}
+
 /* Adds a server-side subscription requested at connect. Returns 0 or an error code (102). */
 static int add_connect_sub(node_client_t *c, rt_str_t ch, const node_jwt_sub_opts_t *opts,
                            const node_cmd_t *cmd)
@@ -1408,17 +1405,6 @@ static bool handle_connect(node_client_t *c, const node_cmd_t *cmd)
         set_expiry(c, exp);
         c->client_refresh = exp > 0;
     }
-    user_count(c, +1);
-    if (cfg->user_connection_limit > 0 && c->user[0]) {
-        uintptr_t n = (uintptr_t)node_map_get(&c->w->users, user_of(c));
-        /* Per worker times workers approximates the per-node limit without a round trip. */
-        if (n > (uintptr_t)cfg->user_connection_limit) {
-            if (have_claims)
-                node_jwt_claims_cleanup(&claims);
-            node_client_disconnect(c, NODE_DISCONNECT_CONNECTION_LIMIT, NULL);
-            return false;
-        }
-    }
     int rc = have_claims ? connect_subs_from_token(c, &claims, cmd) : 0;
     if (have_claims)
         node_jwt_claims_cleanup(&claims);
@@ -1466,6 +1452,14 @@ static bool handle_connect(node_client_t *c, const node_cmd_t *cmd)
     }
     c->state = NODE_CLIENT_AUTHING;
     c->connect_pending = 1;
+    if (cfg->user_connection_limit > 0 && c->user[0]) {
+        /* The limit is per node: the engine counts every worker's connections. */
+        node_op_t *op = node_op_new(NODE_OP_USER_ADD, c->w, user_limit_done);
+        op->ref_id = c->id;
+        op->channel = node_op_copy(op, user_of(c));
+        c->connect_pending++;
+        node_worker_post(c->w, op);
+    }
     for (node_sub_t *s = c->subs; s; s = s->next) {
         c->connect_pending++;
         sub_begin(s);

@@ -17,6 +17,13 @@ typedef struct eng_chan {
     uint64_t worker_mask;
 } eng_chan_t;
 
+/* Connections per user on this node (client.user_connection_limit). */
+typedef struct eng_user {
+    char *name; /* owned; the map key points here */
+    size_t len;
+    int64_t count;
+} eng_user_t;
+
 struct node_survey {
     node_op_t *op; /* owned until answered */
     int remaining; /* workers that have not answered yet */
@@ -370,6 +377,35 @@ void node_engine_survey_part(node_engine_t *e, node_survey_t *s, int worker,
     answer(e, op);
 }
 
+static void user_count(node_engine_t *e, node_op_t *op, bool add)
+{
+    eng_user_t *u = node_map_get(&e->users, op->channel);
+    if (add) {
+        int64_t limit = e->node->cfg->user_connection_limit;
+        if (u && limit > 0 && u->count >= limit) {
+            op->status = RT_ELIMIT;
+            answer(e, op);
+            return;
+        }
+        if (u == NULL) {
+            u = RT_NEW(eng_user_t);
+            u->name = rt_str_dup(op->channel);
+            u->len = op->channel.n;
+            node_map_put(&e->users, (rt_str_t){u->name, u->len}, u);
+        }
+        u->count++;
+        op->status = 0;
+        answer(e, op);
+        return;
+    }
+    if (u && --u->count <= 0) {
+        node_map_del(&e->users, (rt_str_t){u->name, u->len});
+        rt_free(u->name);
+        rt_free(u);
+    }
+    node_op_free(op);
+}
+
 static void run_op(rt_mail_t *mail, void *ctx)
 {
     node_engine_t *e = ctx;
@@ -420,6 +456,12 @@ static void run_op(rt_mail_t *mail, void *ctx)
     case NODE_OP_SURVEY:
         start_survey(e, op);
         return;
+    case NODE_OP_USER_ADD:
+        user_count(e, op, true);
+        return;
+    case NODE_OP_USER_REMOVE:
+        user_count(e, op, false);
+        return;
     }
     if (rc != 0)
         fail_now(e, op, rc);
@@ -439,6 +481,7 @@ node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop)
     rt_mailbox_init(&e->mailbox, loop, e);
     rt_mailbox_start(&e->mailbox);
     node_map_init(&e->channels);
+    node_map_init(&e->users);
     broker_sink_t sink = {
         .on_publication = sink_publication,
         .on_join = sink_join,
@@ -475,5 +518,11 @@ void node_engine_free(node_engine_t *e)
         rt_free(ch);
     }
     node_map_cleanup(&e->channels);
+    for (node_map_iter_t it = node_map_iter(&e->users); node_map_next(&it);) {
+        eng_user_t *u = it.entry->val;
+        rt_free(u->name);
+        rt_free(u);
+    }
+    node_map_cleanup(&e->users);
     rt_free(e);
 }

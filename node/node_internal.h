@@ -95,8 +95,10 @@ typedef enum node_op_kind {
     NODE_OP_PRESENCE_STATS,
     NODE_OP_JOIN,
     NODE_OP_LEAVE,
-    NODE_OP_CONTROL, /* apply a control command on every worker (no result) */
-    NODE_OP_SURVEY,  /* collect counts/channels from every worker */
+    NODE_OP_CONTROL,     /* apply a control command on every worker (no result) */
+    NODE_OP_SURVEY,      /* collect counts/channels from every worker */
+    NODE_OP_USER_ADD,    /* count a connection of user (channel = user); RT_ELIMIT over limit */
+    NODE_OP_USER_REMOVE, /* uncount it (no reply) */
 } node_op_kind_t;
 
 /* Runs on the worker that posted the op, which then frees it. */
@@ -111,8 +113,8 @@ struct node_blob {
 typedef struct node_survey_result {
     uint32_t num_clients;
     uint32_t num_subs;
-    node_map_t users;    /* user -> (void *)count; keys owned by user_keys */
-    node_map_t channels; /* channel -> (void *)(uintptr_t)num_clients; keys owned below */
+    node_map_t users;    /* user -> (void *)(count + 1); keys owned below */
+    node_map_t channels; /* channel -> (void *)(num_clients + 1); keys owned below */
     node_blob_t *keys;   /* owned storage of the map keys */
 } node_survey_result_t;
 
@@ -212,6 +214,7 @@ struct node_engine {
     broker_t *broker;     /* owned */
     presence_t *presence; /* owned */
     node_map_t channels;  /* channel -> node_eng_chan_t (workers with subscribers) */
+    node_map_t users;     /* user -> eng_user_t (connections, for user_connection_limit) */
     _Atomic uint64_t num_channels;
 };
 
@@ -316,7 +319,7 @@ struct node_client {
     double expire_close_at;
     bool insecure;     /* client.insecure: every operation allowed */
     bool native_ping;  /* cf_ws_frame_ping_pong=true: WebSocket ping frames, no app pings */
-    bool counted_user; /* counted in the worker's per-user table */
+    bool counted_user; /* counted by the engine for user_connection_limit */
     rt_buf_t deferred; /* commands received while AUTHING, processed after connect */
 };
 
@@ -336,7 +339,6 @@ struct node_worker {
     node_map_t clients;         /* id -> client */
     node_client_t *client_list; /* all clients */
     uint32_t nclients;
-    node_map_t users;    /* user -> (void *)count of local connections */
     node_map_t hub;      /* channel -> node_hub_chan_t */
     node_map_t api_reqs; /* id -> node_api_req_t */
     uint64_t next_id;

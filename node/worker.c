@@ -354,7 +354,6 @@ node_worker_t *node_worker_new(node_t *node, int index)
         limits.max_body_bytes = 1048576; /* API bodies (batch) may exceed client frames */
     tr_loop_init(&w->tl, w->loop, &limits);
     node_map_init(&w->clients);
-    node_map_init(&w->users);
     node_map_init(&w->hub);
     node_map_init(&w->api_reqs);
     rt_buf_init(&w->scratch);
@@ -430,7 +429,6 @@ void node_worker_free(node_worker_t *w)
     ev_async_stop(w->loop, &w->stop);
     tr_loop_cleanup(&w->tl);
     node_map_cleanup(&w->clients);
-    node_map_cleanup(&w->users);
     node_map_cleanup(&w->hub);
     node_map_cleanup(&w->api_reqs);
     rt_buf_cleanup(&w->scratch);
