@@ -23,6 +23,7 @@ static void arm_timer(node_client_t *c);
 static void sub_begin(node_sub_t *s);
 static void sub_remove(node_sub_t *s, bool unsubscribe_push, int code);
 static void process_frame(node_client_t *c, const uint8_t *data, size_t len);
+static char *token_channel_set(const node_jwt_claims_t *claims);
 
 static const node_config_t *cfg_of(const node_client_t *c)
 {
@@ -151,6 +152,7 @@ static void client_free(node_client_t *c)
     node_map_del_id(&w->clients, c->id);
     rt_free(c->user);
     rt_free(c->conn_info);
+    rt_free(c->token_channels);
     rt_buf_cleanup(&c->deferred);
     rt_free(c);
 }
@@ -1104,6 +1106,14 @@ static void handle_refresh(node_client_t *c, const node_cmd_t *cmd)
         send_error(c, cmd->id, NODE_ERR_EXPIRED);
         return;
     }
+    char *set = token_channel_set(&claims);
+    bool same = strcmp(set, c->token_channels ? c->token_channels : "") == 0;
+    rt_free(set);
+    if (!same) {
+        node_jwt_claims_cleanup(&claims);
+        node_client_disconnect(c, NODE_DISCONNECT_INSUFFICIENT_STATE, NULL);
+        return;
+    }
     if (claims.info.p) {
         rt_free(c->conn_info);
         c->conn_info = claims.info.n ? rt_memdup(claims.info.p, claims.info.n) : NULL;
@@ -1317,6 +1327,44 @@ static int add_connect_sub(node_client_t *c, rt_str_t ch, const node_jwt_sub_opt
     return 0;
 }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The channels a connection token grants (subs keys, else channels), sorted and joined
+ * by '\n': a refresh whose token grants another set ends the connection with 3010
+ * (PROTOCOL.md §3.10), since server-side subscriptions are fixed at connect. Owned. */
+static char *token_channel_set(const node_jwt_claims_t *claims)
+{
+    const rt_json_t *src = claims->subs && claims->subs->count ? claims->subs : claims->channels;
+    size_t n = src ? src->count : 0;
+    char **names = n ? rt_calloc(n, sizeof(*names)) : NULL;
+    size_t k = 0;
+    for (const rt_json_t *e = src ? src->child : NULL; e; e = e->next) {
+        rt_buf_t b = RT_BUF_INIT;
+        if (src == claims->subs)
+            rt_json_get_key(e, &b);
+        else if (rt_json_get_string(e, &b) != 0)
+            rt_buf_reset(&b);
+        names[k++] = rt_str_dup(rt_buf_str(&b));
+        rt_buf_cleanup(&b);
+    }
+    if (k > 1)
+        qsort(names, k, sizeof(*names), cmp_cstr);
+    rt_buf_t out = RT_BUF_INIT;
+    for (size_t i = 0; i < k; i++) {
+        if (i)
+            rt_buf_append_byte(&out, '\n');
+        rt_buf_append_cstr(&out, names[i]);
+        rt_free(names[i]);
+    }
+    rt_free(names);
+    char *set = rt_str_dup(rt_buf_str(&out));
+    rt_buf_cleanup(&out);
+    return set;
+}
+
 static int connect_subs_from_token(node_client_t *c, const node_jwt_claims_t *claims,
                                    const node_cmd_t *cmd)
 {
@@ -1405,7 +1453,11 @@ static bool handle_connect(node_client_t *c, const node_cmd_t *cmd)
         set_expiry(c, exp);
         c->client_refresh = exp > 0;
     }
-    int rc = have_claims ? connect_subs_from_token(c, &claims, cmd) : 0;
+    int rc = 0;
+    if (have_claims) {
+        c->token_channels = token_channel_set(&claims);
+        rc = connect_subs_from_token(c, &claims, cmd);
+    }
     if (have_claims)
         node_jwt_claims_cleanup(&claims);
     if (rc == 0 && cfg->personal_channel_enabled && c->user[0]) {

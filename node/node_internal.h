@@ -317,10 +317,11 @@ struct node_client {
     double ping_at;
     double pong_deadline; /* 0 = no ping outstanding */
     double expire_close_at;
-    bool insecure;     /* client.insecure: every operation allowed */
-    bool native_ping;  /* cf_ws_frame_ping_pong=true: WebSocket ping frames, no app pings */
-    bool counted_user; /* counted by the engine for user_connection_limit */
-    rt_buf_t deferred; /* commands received while AUTHING, processed after connect */
+    bool insecure;        /* client.insecure: every operation allowed */
+    bool native_ping;     /* cf_ws_frame_ping_pong=true: WebSocket ping frames, no app pings */
+    bool counted_user;    /* counted by the engine for user_connection_limit */
+    char *token_channels; /* owned: channels granted by the connect token (see client.c) */
+    rt_buf_t deferred;    /* commands received while AUTHING, processed after connect */
 };
 
 /* ---------------------------------------------------------------------------------------
