@@ -31,6 +31,12 @@ typedef struct broker_sink {
     void (*on_publication)(void *ud, broker_pub_t *pub);
     void (*on_join)(void *ud, rt_str_t channel, const broker_client_info_t *info);
     void (*on_leave)(void *ud, rt_str_t channel, const broker_client_info_t *info);
+    /* A control message from another node (SERVER.md §3.10); data borrowed. May be NULL. */
+    void (*on_control)(void *ud, rt_str_t data);
+    /* Channel subscriptions were lost and are back (PUB/SUB reconnect): publications may
+     * have been missed, so the node re-checks every positioned subscription at once
+     * (SERVER.md §7.5). May be NULL. */
+    void (*on_resubscribed)(void *ud);
     void *ud;
 } broker_sink_t;
 
@@ -80,6 +86,10 @@ typedef struct broker_vtbl {
     int (*publish_leave)(broker_t *b, rt_str_t channel, const broker_client_info_t *info);
     int (*history)(broker_t *b, const broker_history_req_t *req, broker_history_cb cb, void *ud);
     int (*history_remove)(broker_t *b, rt_str_t channel, broker_done_cb cb, void *ud);
+    /* Sends data to every other node (target_uid empty) or to one node. Fire and forget:
+     * 0 when handed to Redis, RT_ECLOSED while disconnected. The memory broker has no
+     * other nodes and accepts and drops it. */
+    int (*control_publish)(broker_t *b, rt_str_t target_uid, rt_str_t data);
     /* true while publishes can succeed (Redis reachable and writable). */
     bool (*ready)(broker_t *b, const char **reason);
     void (*destroy)(broker_t *b);
@@ -123,6 +133,10 @@ static inline int broker_history(broker_t *b, const broker_history_req_t *req, b
 static inline int broker_history_remove(broker_t *b, rt_str_t channel, broker_done_cb cb, void *ud)
 {
     return b->vt->history_remove(b, channel, cb, ud);
+}
+static inline int broker_control_publish(broker_t *b, rt_str_t target_uid, rt_str_t data)
+{
+    return b->vt->control_publish(b, target_uid, data);
 }
 static inline bool broker_ready(broker_t *b, const char **reason)
 {

@@ -690,6 +690,15 @@ static void mem_destroy(broker_t *base)
     rt_free(b);
 }
 
+/* A single node has nobody to talk to. */
+static int mem_control_publish(broker_t *b, rt_str_t target_uid, rt_str_t data)
+{
+    (void)b;
+    (void)target_uid;
+    (void)data;
+    return 0;
+}
+
 static const broker_vtbl_t mem_vtbl = {
     .subscribe = mem_subscribe,
     .unsubscribe = mem_unsubscribe,
@@ -698,6 +707,7 @@ static const broker_vtbl_t mem_vtbl = {
     .publish_leave = mem_publish_leave,
     .history = mem_history,
     .history_remove = mem_history_remove,
+    .control_publish = mem_control_publish,
     .ready = mem_ready,
     .destroy = mem_destroy,
 };

@@ -75,7 +75,8 @@ static int setup(void **state)
 {
     fix_t *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    broker_sink_t sink = {sink_pub, sink_join, sink_leave, &f->sink};
+    broker_sink_t sink = {
+        .on_publication = sink_pub, .on_join = sink_join, .on_leave = sink_leave, .ud = &f->sink};
     f->b = broker_mem_new(f->loop, &sink);
     *state = f;
     return 0;
