@@ -17,6 +17,8 @@
 #include "node/base/log.h"
 #include "node/base/time.h"
 #include "node/codes.h"
+#include "node/consumer.h"
+#include "node/control.h"
 #include "node/node_internal.h"
 
 #define API_MAX_UNITS 65535
@@ -25,6 +27,7 @@ typedef enum api_kind {
     API_SINGLE, /* /api/<method> */
     API_BATCH,  /* /api/batch */
     API_LEGACY, /* /api */
+    API_EXEC,   /* node_api_exec (consumers): no HTTP request, the result goes to exec_done */
 } api_kind_t;
 
 typedef struct api_unit {
@@ -53,6 +56,8 @@ struct node_api_req {
     int pending;         /* units not done yet (+1 while building) */
     api_cmd_t *cmds;     /* owned */
     size_t ncmds;
+    void (*exec_done)(void *ud, int code); /* API_EXEC */
+    void *exec_ud;
 };
 
 static const node_config_t *cfg_of(const node_api_req_t *ar)
@@ -147,8 +152,28 @@ static void api_req_free(node_api_req_t *ar)
     rt_free(ar);
 }
 
+/* API_EXEC: the command's code; broadcast is retryable as a whole if any channel is. */
+static void respond_exec(node_api_req_t *ar)
+{
+    const api_cmd_t *c = &ar->cmds[0];
+    const char *msg;
+    int code = cmd_code(c, &msg);
+    for (size_t i = 0; code == 0 && c->composite && i < c->nunits; i++)
+        code = c->units[i].code;
+    for (size_t i = 0; c->composite && i < c->nunits; i++) {
+        if (c->units[i].code == NODE_ERR_INTERNAL)
+            code = NODE_ERR_INTERNAL;
+    }
+    ar->exec_done(ar->exec_ud, code);
+    api_req_free(ar);
+}
+
 static void respond(node_api_req_t *ar)
 {
+    if (ar->kind == API_EXEC) {
+        respond_exec(ar);
+        return;
+    }
     rt_buf_t b = RT_BUF_INIT;
     int status = 200;
     if (ar->kind == API_SINGLE) {
@@ -390,7 +415,24 @@ static void survey_done(node_worker_t *w, node_op_t *op)
                       (unsigned long long)atomic_load(&node->engine->num_channels), s->num_subs);
         if (uptime > 0)
             rt_buf_printf(b, ",\"uptime\":%lld", (long long)uptime);
-        rt_buf_append_cstr(b, "}]}");
+        rt_buf_append_byte(b, '}');
+        for (size_t i = 0; i < op->nnodes; i++) {
+            const node_info_t *n = &op->nodes[i];
+            rt_buf_append_cstr(b, ",{\"uid\":");
+            rt_json_write_string(b, rt_str_c(n->uid));
+            rt_buf_append_cstr(b, ",\"name\":");
+            rt_json_write_string(b, rt_str_c(n->name));
+            rt_buf_append_cstr(b, ",\"version\":");
+            rt_json_write_string(b, rt_str_c(n->version));
+            rt_buf_printf(b,
+                          ",\"num_clients\":%u,\"num_users\":%u,\"num_channels\":%u,"
+                          "\"num_subs\":%u",
+                          n->num_clients, n->num_users, n->num_channels, n->num_subs);
+            if (n->uptime_s > 0)
+                rt_buf_printf(b, ",\"uptime\":%lld", (long long)n->uptime_s);
+            rt_buf_append_byte(b, '}');
+        }
+        rt_buf_append_cstr(b, "]}");
     }
     unit_done(ar, u);
 }
@@ -1189,5 +1231,34 @@ void node_api_handle_legacy(node_worker_t *w, tr_http_req_t *req)
     for (size_t k = 0; k < count; k++)
         rt_json_doc_cleanup(&docs[k]);
     rt_free(docs);
+    api_finish_building(ar);
+}
+
+void node_api_exec(node_worker_t *w, rt_str_t method, rt_str_t payload,
+                   void (*done)(void *ud, int code), void *ud)
+{
+    const api_method_t *m = find_method(method, false);
+    if (m == NULL || m->fn == m_batch) {
+        done(ud, NODE_ERR_METHOD_NOT_FOUND);
+        return;
+    }
+    rt_json_doc_t doc;
+    if (rt_json_parse(&doc, payload.p, payload.n, 0) != 0 || doc.root->type != RT_JSON_OBJECT) {
+        rt_json_doc_cleanup(&doc);
+        done(ud, NODE_ERR_BAD_REQUEST);
+        return;
+    }
+    node_api_req_t *ar = RT_NEW(node_api_req_t);
+    ar->id = node_worker_next_id(w);
+    ar->w = w;
+    ar->kind = API_EXEC;
+    ar->pending = 1; /* guard while building */
+    ar->exec_done = done;
+    ar->exec_ud = ud;
+    node_map_put_id(&w->api_reqs, ar->id, ar);
+    ar->ncmds = 1;
+    ar->cmds = rt_calloc(1, sizeof(*ar->cmds));
+    run_cmd(ar, 0, m, doc.root);
+    rt_json_doc_cleanup(&doc);
     api_finish_building(ar);
 }

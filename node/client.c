@@ -1695,6 +1695,54 @@ void node_client_apply_control(node_client_t *c, const node_control_t *ctl)
     }
 }
 
+static void position_done(node_worker_t *w, node_op_t *op)
+{
+    node_client_t *c = node_map_get_id(&w->clients, op->ref_id);
+    if (c == NULL || c->state != NODE_CLIENT_CONNECTED || op->status != 0)
+        return;
+    node_sub_t *s = find_sub_serial(c, op->sub_serial);
+    if (s == NULL || s->state != NODE_SUB_SUBSCRIBED || !s->positioned)
+        return;
+    /* A top beyond what was delivered means publications were lost on the way (PUB/SUB is
+     * at most once); a publication still in flight can also look like that, and the
+     * resulting resubscribe with recovery is harmless (PROTOCOL.md §8.2). */
+    if (strcmp(op->epoch, s->epoch) != 0 || op->offset > s->offset) {
+        CLOG_DEBUG(c, "position check failed channel=%s top=%llu tracked=%llu", s->channel,
+                   (unsigned long long)op->offset, (unsigned long long)s->offset);
+        sub_insufficient(s);
+        return;
+    }
+    s->last_seen = ev_now(w->loop);
+}
+
+static void check_position(node_client_t *c, node_sub_t *s)
+{
+    const node_ns_opts_t *ns =
+        node_config_resolve(cfg_of(c), s->channel, s->channel_len, NULL, NULL);
+    node_op_t *op = node_op_new(NODE_OP_HISTORY, c->w, position_done);
+    op->ref_id = c->id;
+    op->sub_serial = s->serial;
+    op->hist.channel = node_op_copy(op, (rt_str_t){s->channel, s->channel_len});
+    op->hist.limit = 0;
+    if (ns) {
+        op->hist.history_size = ns->history_size;
+        op->hist.history_ttl_ms = ns->history_ttl_ms;
+        op->hist.history_meta_ttl_ms = ns->history_meta_ttl_ms;
+    }
+    s->last_seen = ev_now(c->w->loop); /* one check in flight at a time */
+    node_worker_post(c->w, op);
+}
+
+void node_client_check_positions(node_client_t *c)
+{
+    if (c->state != NODE_CLIENT_CONNECTED)
+        return;
+    for (node_sub_t *s = c->subs; s; s = s->next) {
+        if (s->state == NODE_SUB_SUBSCRIBED && s->positioned)
+            check_position(c, s);
+    }
+}
+
 void node_client_tick(node_client_t *c, double now)
 {
     if (c->state != NODE_CLIENT_CONNECTED)
@@ -1716,6 +1764,10 @@ void node_client_tick(node_client_t *c, double now)
         }
         if (s->presence)
             post_info_op(c, s, NODE_OP_PRESENCE_ADD, NULL);
+        /* A quiet positioned subscription is compared with the stream top now and then
+         * (client.channel_position_check_delay). */
+        if (s->positioned &&
+            now - s->last_seen >= (double)cfg->channel_position_check_delay_ms / 1000.0)
+            check_position(c, s);
     }
-    (void)now;
 }

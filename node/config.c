@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker/rds.h"
 #include "node/base/alloc.h"
 #include "node/base/err.h"
 #include "node/base/json.h"
@@ -42,9 +43,14 @@ typedef enum kind {
     K_RECMODE,  /* bool: force_recovery_mode == "cache" */
     K_DELTA,    /* bool: allowed_delta_types contains "fossil" */
     K_SUBTYPE,  /* subscription_type: validated, nothing stored */
+    K_STRV,     /* char ** (NULL-terminated) at off + size_t count at off2, >= min elements;
+                   file: a string or an array of strings; env/flag: space-separated */
+    K_ADDR1,    /* char *: one string, or an array of exactly one string */
+    K_IGNBOOL,  /* a boolean, validated, nothing stored */
 } kind_t;
 
-#define F_SECONDS 1u
+#define F_SECONDS  1u
+#define F_NONEMPTY 2u /* K_STR: "" is refused */
 
 typedef struct key_def {
     const char *path; /* dotted path; relative to the namespace object for ns keys */
@@ -53,11 +59,12 @@ typedef struct key_def {
     int64_t min;
     int64_t max;
     unsigned flags;
+    size_t off2; /* K_STRV: the count field */
 } key_def_t;
 
 #define C_(path, kind, field, min, max, flags)                                                     \
     {                                                                                              \
-        path, kind, offsetof(node_config_t, field), min, max, flags                                \
+        path, kind, offsetof(node_config_t, field), min, max, flags, 0                             \
     }
 #define CB(path, field)      C_(path, K_BOOL, field, 0, 0, 0)
 #define CS(path, field)      C_(path, K_STR, field, 0, 0, 0)
@@ -65,6 +72,10 @@ typedef struct key_def {
 #define CI(path, field, min) C_(path, K_I64, field, min, INT64_MAX, 0)
 #define CD(path, field, min) C_(path, K_DUR, field, min, 0, 0)
 #define CC(path, field)      C_(path, K_CHAR, field, 0, 0, 0)
+#define CV(path, field, count, min)                                                                \
+    {                                                                                              \
+        path, K_STRV, offsetof(node_config_t, field), min, 0, 0, offsetof(node_config_t, count)    \
+    }
 
 #define TOKEN_KEYS(pre, f)                                                                         \
     CS(pre ".hmac_secret_key", f.hmac_secret_key),                                                 \
@@ -83,6 +94,15 @@ static const key_def_t top_keys[] = {
     C_("http_server.internal_port", K_PORT, http_internal_port, 0, 65535, 0),
     C_("log.level", K_LOGLEVEL, log_level, 0, 0, 0),
     CS("engine.type", engine_type),
+    CV("engine.redis.address", redis_addresses, redis_addresses_count, 1),
+    C_("engine.redis.prefix", K_STR, redis_prefix, 0, 0, F_NONEMPTY),
+    CS("engine.redis.user", redis_user),
+    CS("engine.redis.password", redis_password),
+    C_("engine.redis.db", K_I64, redis_db, 0, INT_MAX, 0),
+    CD("engine.redis.connect_timeout", redis_connect_timeout_ms, 1),
+    CD("engine.redis.io_timeout", redis_io_timeout_ms, 1),
+    CD("engine.redis.presence_ttl", redis_presence_ttl_ms, 1),
+    CB("engine.redis.force_resp2", redis_force_resp2),
     C_("workers", K_INT, workers, 1, 4096, 0),
     C_("client.allowed_origins", K_ORIGINS, allowed_origins, 0, 0, 0),
     TOKEN_KEYS("client.token", token),
@@ -138,7 +158,7 @@ static const key_def_t top_keys[] = {
 
 #define N_(path, kind, field, min, flags)                                                          \
     {                                                                                              \
-        path, kind, offsetof(node_ns_opts_t, field), min, INT64_MAX, flags                         \
+        path, kind, offsetof(node_ns_opts_t, field), min, INT64_MAX, flags, 0                      \
     }
 #define NB(path) N_(#path, K_BOOL, path, 0, 0)
 
@@ -175,6 +195,43 @@ static const key_def_t ns_keys[] = {
     N_("subscription_type", K_SUBTYPE, name, 0, 0),
 };
 
+#define R_(path, kind, field, min, max, flags)                                                     \
+    {                                                                                              \
+        path, kind, offsetof(node_consumer_t, field), min, max, flags, 0                           \
+    }
+#define RS(path, field) R_("redis_stream." path, K_STR, redis_stream.field, 0, 0, 0)
+#define RD(path, field) R_("redis_stream." path, K_DUR, redis_stream.field, 1, 0, 0)
+
+/* Relative to a consumers[] element. */
+static const key_def_t consumer_keys[] = {
+    R_("name", K_STR, name, 0, 0, 0),
+    R_("enabled", K_BOOL, enabled, 0, 0, 0),
+    R_("type", K_STR, type, 0, 0, 0),
+    R_("redis_stream.address", K_ADDR1, redis_stream.address, 0, 0, 0),
+    RS("user", user),
+    RS("password", password),
+    R_("redis_stream.db", K_I64, redis_stream.db, 0, INT_MAX, 0),
+    RD("connect_timeout", connect_timeout_ms),
+    RD("io_timeout", io_timeout_ms),
+    /* hiredis 0.14 only speaks RESP2, so this is honoured either way (offset unused) */
+    R_("redis_stream.force_resp2", K_IGNBOOL, enabled, 0, 0, 0),
+    {"redis_stream.streams", K_STRV, offsetof(node_consumer_t, redis_stream.streams), 0, 0, 0,
+     offsetof(node_consumer_t, redis_stream.streams_count)},
+    RS("consumer_group", consumer_group),
+    RD("visibility_timeout", visibility_timeout_ms),
+    R_("redis_stream.num_workers", K_I64, redis_stream.num_workers, 1, 1024, 0),
+    R_("redis_stream.payload_value", K_STR, redis_stream.payload_value, 0, 0, F_NONEMPTY),
+    RS("method_value", method_value),
+    R_("redis_stream.publication_data_mode.enabled", K_BOOL, redis_stream.publication_data_mode, 0,
+       0, 0),
+    RS("publication_data_mode.channels_value", channels_value),
+    RS("publication_data_mode.idempotency_key_value", idempotency_key_value),
+    RS("publication_data_mode.delta_value", delta_value),
+    RS("publication_data_mode.version_value", version_value),
+    RS("publication_data_mode.version_epoch_value", version_epoch_value),
+    RS("publication_data_mode.tags_value_prefix", tags_value_prefix),
+};
+
 /* Keys Centrifugo knows and rotor does not implement. */
 #define U_ERR_SET 1u /* a non-empty / true / non-zero value is an error */
 #define U_PRO     2u /* Centrifugo PRO option */
@@ -182,97 +239,130 @@ static const key_def_t ns_keys[] = {
 typedef struct unsup_def {
     const char *path;
     unsigned flags;
+    const char *why; /* the error message; NULL = "not supported by rotor yet" */
 } unsup_def_t;
 
+#define WHY_CLUSTER                                                                                \
+    "Redis Cluster is not supported by this rotor build yet (list independent shards in "          \
+    "address instead)"
+#define WHY_SENTINEL "Redis Sentinel is not supported by this rotor build yet"
+#define WHY_TLS      "TLS connections to Redis are not supported by this rotor build yet"
+#define WHY_SPLIT                                                                                  \
+    "separate broker / presence_manager sections are not supported yet (configure engine.type "    \
+    "and engine.redis)"
+#define REDIS_UNSUP(pre)                                                                           \
+    {pre ".cluster_address", U_ERR_SET, WHY_CLUSTER},                                              \
+        {pre ".sentinel_address", U_ERR_SET, WHY_SENTINEL},                                        \
+        {pre ".sentinel_master_name", U_ERR_SET, WHY_SENTINEL},                                    \
+        {pre ".sentinel_user", U_ERR_SET, WHY_SENTINEL},                                           \
+        {pre ".sentinel_password", U_ERR_SET, WHY_SENTINEL},                                       \
+        {pre ".sentinel_client_name", U_ERR_SET, WHY_SENTINEL},                                    \
+        {pre ".sentinel_tls", 0, WHY_SENTINEL}, {pre ".tls", 0, WHY_TLS},                          \
+    {                                                                                              \
+        pre ".client_name", 0, NULL                                                                \
+    }
+
 static const unsup_def_t top_unsup[] = {
-    {"http_server.tls", 0},
-    {"http_server.tls_autocert", 0},
-    {"http_server.tls_external", 0},
-    {"http_server.internal_tls", 0},
-    {"http_server.http3", 0},
-    {"http_server.h2c_external", U_ERR_SET},
-    {"log.file", U_ERR_SET},
-    {"engine.redis", 0},
-    {"broker", 0},
-    {"presence_manager", 0},
-    {"client.token.jwks_public_endpoint", U_ERR_SET},
-    {"client.token.insecure_skip_jwks_endpoint_safety_check", 0},
-    {"client.subscription_token.jwks_public_endpoint", U_ERR_SET},
-    {"client.subscription_token.insecure_skip_jwks_endpoint_safety_check", 0},
-    {"client.connection_rate_limit", U_ERR_SET},
-    {"client.channel_position_max_time_lag", U_ERR_SET},
-    {"client.user_id_http_header", U_ERR_SET},
-    {"client.concurrency", 0},
-    {"client.proxy", 0},
-    {"client.connect_code_to_unidirectional_disconnect", 0},
-    {"channel.proxy", 0},
-    {"rpc", 0},
-    {"proxies", 0},
-    {"grpc_api", 0},
-    {"consumers", 0},
-    {"websocket.compression", 0},
-    {"websocket.compression_min_size", 0},
-    {"websocket.compression_level", 0},
-    {"websocket.read_buffer_size", 0},
-    {"websocket.write_buffer_size", 0},
-    {"websocket.use_write_buffer_pool", 0},
-    {"sse", 0},
-    {"http_stream", 0},
-    {"emulation", 0},
-    {"uni_websocket", 0},
-    {"uni_sse", 0},
-    {"uni_http_stream", 0},
-    {"uni_grpc", 0},
-    {"webtransport", 0},
-    {"init", 0},
-    {"admin", 0},
-    {"prometheus.instrument_http_handlers", 0},
-    {"prometheus.recovered_publications_histogram", 0},
-    {"prometheus.native_histograms", 0},
-    {"swagger", 0},
-    {"debug", 0},
-    {"node.info_metrics_aggregate_interval", 0},
-    {"opentelemetry", 0},
-    {"graphite", 0},
-    {"usage_stats", 0},
-    {"pid_file", U_ERR_SET},
-    {"enable_unreleased_features", 0},
-    {"controller", 0},
-    {"map_broker", 0},
-    {"shared_poll", 0},
+    {"http_server.tls", 0, NULL},
+    {"http_server.tls_autocert", 0, NULL},
+    {"http_server.tls_external", 0, NULL},
+    {"http_server.internal_tls", 0, NULL},
+    {"http_server.http3", 0, NULL},
+    {"http_server.h2c_external", U_ERR_SET, NULL},
+    {"log.file", U_ERR_SET, NULL},
+    REDIS_UNSUP("engine.redis"),
+    {"engine.redis.history_use_lists", U_ERR_SET,
+     "list history (history_use_lists) is not supported by this rotor build yet (history uses "
+     "streams)"},
+    {"engine.redis.presence_hash_field_ttl", U_ERR_SET, NULL},
+    {"engine.redis.presence_user_mapping", U_ERR_SET, NULL},
+    {"broker", 0, WHY_SPLIT},
+    {"presence_manager", 0, WHY_SPLIT},
+    {"client.token.jwks_public_endpoint", U_ERR_SET, NULL},
+    {"client.token.insecure_skip_jwks_endpoint_safety_check", 0, NULL},
+    {"client.subscription_token.jwks_public_endpoint", U_ERR_SET, NULL},
+    {"client.subscription_token.insecure_skip_jwks_endpoint_safety_check", 0, NULL},
+    {"client.connection_rate_limit", U_ERR_SET, NULL},
+    {"client.channel_position_max_time_lag", U_ERR_SET, NULL},
+    {"client.user_id_http_header", U_ERR_SET, NULL},
+    {"client.concurrency", 0, NULL},
+    {"client.proxy", 0, NULL},
+    {"client.connect_code_to_unidirectional_disconnect", 0, NULL},
+    {"channel.proxy", 0, NULL},
+    {"rpc", 0, NULL},
+    {"proxies", 0, NULL},
+    {"grpc_api", 0, NULL},
+    {"websocket.compression", 0, NULL},
+    {"websocket.compression_min_size", 0, NULL},
+    {"websocket.compression_level", 0, NULL},
+    {"websocket.read_buffer_size", 0, NULL},
+    {"websocket.write_buffer_size", 0, NULL},
+    {"websocket.use_write_buffer_pool", 0, NULL},
+    {"sse", 0, NULL},
+    {"http_stream", 0, NULL},
+    {"emulation", 0, NULL},
+    {"uni_websocket", 0, NULL},
+    {"uni_sse", 0, NULL},
+    {"uni_http_stream", 0, NULL},
+    {"uni_grpc", 0, NULL},
+    {"webtransport", 0, NULL},
+    {"init", 0, NULL},
+    {"admin", 0, NULL},
+    {"prometheus.instrument_http_handlers", 0, NULL},
+    {"prometheus.recovered_publications_histogram", 0, NULL},
+    {"prometheus.native_histograms", 0, NULL},
+    {"swagger", 0, NULL},
+    {"debug", 0, NULL},
+    {"node.info_metrics_aggregate_interval", 0, NULL},
+    {"opentelemetry", 0, NULL},
+    {"graphite", 0, NULL},
+    {"usage_stats", 0, NULL},
+    {"pid_file", U_ERR_SET, NULL},
+    {"enable_unreleased_features", 0, NULL},
+    {"controller", 0, NULL},
+    {"map_broker", 0, NULL},
+    {"shared_poll", 0, NULL},
+};
+
+/* Relative to a consumers[] element: the other consumer types' objects and the Redis
+ * connection keys rotor does not have. */
+static const unsup_def_t consumer_unsup[] = {
+    REDIS_UNSUP("redis_stream"),    {"postgresql", 0, NULL},     {"kafka", 0, NULL},
+    {"nats_jetstream", 0, NULL},    {"google_pub_sub", 0, NULL}, {"aws_sqs", 0, NULL},
+    {"azure_service_bus", 0, NULL},
 };
 
 static const unsup_def_t ns_unsup[] = {
-    {"subscribe_proxy_enabled", 0},
-    {"subscribe_proxy_name", 0},
-    {"publish_proxy_enabled", 0},
-    {"publish_proxy_name", 0},
-    {"sub_refresh_proxy_enabled", 0},
-    {"sub_refresh_proxy_name", 0},
-    {"subscribe_stream_proxy_enabled", 0},
-    {"subscribe_stream_proxy_name", 0},
-    {"subscribe_stream_proxy_bidirectional", 0},
-    {"map", 0},
-    {"shared_poll", 0},
-    {"map_clients_presence_channel_prefix", 0},
-    {"map_users_presence_channel_prefix", 0},
+    {"subscribe_proxy_enabled", 0, NULL},
+    {"subscribe_proxy_name", 0, NULL},
+    {"publish_proxy_enabled", 0, NULL},
+    {"publish_proxy_name", 0, NULL},
+    {"sub_refresh_proxy_enabled", 0, NULL},
+    {"sub_refresh_proxy_name", 0, NULL},
+    {"subscribe_stream_proxy_enabled", 0, NULL},
+    {"subscribe_stream_proxy_name", 0, NULL},
+    {"subscribe_stream_proxy_bidirectional", 0, NULL},
+    {"map", 0, NULL},
+    {"shared_poll", 0, NULL},
+    {"map_clients_presence_channel_prefix", 0, NULL},
+    {"map_users_presence_channel_prefix", 0, NULL},
     /* An ignored CEL expression would grant access it was written to deny. */
-    {"subscribe_cel", U_PRO | U_ERR_SET},
-    {"publish_cel", U_PRO | U_ERR_SET},
-    {"presence_cel", U_PRO | U_ERR_SET},
-    {"history_cel", U_PRO | U_ERR_SET},
-    {"state_events", U_PRO},
-    {"state_proxy_enabled", U_PRO},
-    {"cache_empty_proxy_enabled", U_PRO},
-    {"cache_empty_proxy_name", U_PRO},
-    {"shared_position_sync", U_PRO},
-    {"batch_max_size", U_PRO},
-    {"batch_max_delay", U_PRO},
-    {"batch_flush_latest", U_PRO},
-    {"allow_channel_compaction", U_PRO},
-    {"keep_latest_publication", U_PRO},
-    {"broker_name", U_PRO},
-    {"presence_manager_name", U_PRO},
+    {"subscribe_cel", U_PRO | U_ERR_SET, NULL},
+    {"publish_cel", U_PRO | U_ERR_SET, NULL},
+    {"presence_cel", U_PRO | U_ERR_SET, NULL},
+    {"history_cel", U_PRO | U_ERR_SET, NULL},
+    {"state_events", U_PRO, NULL},
+    {"state_proxy_enabled", U_PRO, NULL},
+    {"cache_empty_proxy_enabled", U_PRO, NULL},
+    {"cache_empty_proxy_name", U_PRO, NULL},
+    {"shared_position_sync", U_PRO, NULL},
+    {"batch_max_size", U_PRO, NULL},
+    {"batch_max_delay", U_PRO, NULL},
+    {"batch_flush_latest", U_PRO, NULL},
+    {"allow_channel_compaction", U_PRO, NULL},
+    {"keep_latest_publication", U_PRO, NULL},
+    {"broker_name", U_PRO, NULL},
+    {"presence_manager_name", U_PRO, NULL},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -537,7 +627,8 @@ static int set_value(loader_t *L, const key_def_t *def, void *base, const char *
     int rc = 0;
 
     switch (def->kind) {
-    case K_BOOL: {
+    case K_BOOL:
+    case K_IGNBOOL: {
         bool b;
         if (v.j != NULL) {
             if (rt_json_get_bool(v.j, &b) != 0) {
@@ -548,7 +639,8 @@ static int set_value(loader_t *L, const key_def_t *def, void *base, const char *
             rc = fail(L, path, v, "must be a boolean (true/false/1/0/t/f), got \"%s\"", v.s);
             break;
         }
-        *(bool *)field = b;
+        if (def->kind == K_BOOL)
+            *(bool *)field = b;
         break;
     }
     case K_INT:
@@ -637,8 +729,47 @@ static int set_value(loader_t *L, const key_def_t *def, void *base, const char *
             rc = fail(L, path, v, "must start with '/'");
             break;
         }
+        if ((def->flags & F_NONEMPTY) && s[0] == '\0') {
+            rc = fail(L, path, v, "must not be empty");
+            break;
+        }
         set_str((char **)field, s);
         break;
+    case K_STRV:
+    case K_ADDR1: {
+        char **arr;
+        size_t n;
+        if (v.j != NULL && v.j->type == RT_JSON_STRING) {
+            if (val_string(&v, &tmp, &s) != 0) {
+                rc = fail(L, path, v, "must be a string or an array of strings");
+                break;
+            }
+            arr = rt_calloc(2, sizeof(char *));
+            arr[0] = rt_strdup(s);
+            n = 1;
+        } else if (val_strv(&v, &arr, &n) != 0) {
+            rc = fail(L, path, v, "must be a string or an array of strings");
+            break;
+        }
+        if (def->kind == K_ADDR1) {
+            if (n != 1)
+                rc = fail(L, path, v,
+                          "must be exactly one address (a consumer reads one Redis shard)");
+            else
+                set_str((char **)field, arr[0]);
+            free_strv(arr);
+            break;
+        }
+        if ((int64_t)n < def->min) {
+            free_strv(arr);
+            rc = fail(L, path, v, "must not be empty");
+            break;
+        }
+        free_strv(*(char ***)field);
+        *(char ***)field = arr;
+        *(size_t *)((char *)base + def->off2) = n;
+        break;
+    }
     case K_CHAR:
         if (val_string(&v, &tmp, &s) != 0 || strlen(s) > 1 || (unsigned char)s[0] >= 0x80) {
             rc = fail(L, path, v, "must be a single ASCII character (or empty)");
@@ -759,12 +890,18 @@ static bool json_truthy(const rt_json_t *j)
     }
 }
 
+static const char *unsup_why(const unsup_def_t *u)
+{
+    return u->why != NULL ? u->why : "not supported by rotor yet";
+}
+
 /* Finds "enabled": true / "*_enabled": true anywhere below an unsupported key. */
-static int check_enabled_json(loader_t *L, rt_buf_t *path, const char *key, const rt_json_t *j)
+static int check_enabled_json(loader_t *L, const unsup_def_t *u, rt_buf_t *path, const char *key,
+                              const rt_json_t *j)
 {
     if (j->type == RT_JSON_TRUE && is_enable_key(key)) {
         rt_buf_append_byte(path, 0);
-        return fail(L, (const char *)path->p, no_val, "not supported by rotor yet");
+        return fail(L, (const char *)path->p, no_val, "%s", unsup_why(u));
     }
     size_t len = path->len;
     size_t i = 0;
@@ -778,10 +915,10 @@ static int check_enabled_json(loader_t *L, rt_buf_t *path, const char *key, cons
             rt_buf_append_byte(&k, 0);
             rt_buf_append_byte(path, '.');
             rt_buf_append_cstr(path, (const char *)k.p);
-            rc = check_enabled_json(L, path, (const char *)k.p, c);
+            rc = check_enabled_json(L, u, path, (const char *)k.p, c);
         } else {
             rt_buf_printf(path, "[%zu]", i);
-            rc = check_enabled_json(L, path, "", c);
+            rc = check_enabled_json(L, u, path, "", c);
         }
     }
     path->len = len;
@@ -798,10 +935,10 @@ static int unsup_value(loader_t *L, const unsup_def_t *u, const char *path, val_
         if (v.j->type == RT_JSON_NULL)
             return 0;
         if ((u->flags & U_ERR_SET) && json_truthy(v.j))
-            return fail(L, path, v, "not supported by rotor yet");
+            return fail(L, path, v, "%s", unsup_why(u));
         rt_buf_t p = RT_BUF_INIT;
         rt_buf_append_cstr(&p, path);
-        int rc = check_enabled_json(L, &p, last, v.j);
+        int rc = check_enabled_json(L, u, &p, last, v.j);
         rt_buf_cleanup(&p);
         if (rc != 0)
             return rc;
@@ -809,13 +946,13 @@ static int unsup_value(loader_t *L, const unsup_def_t *u, const char *path, val_
         bool b = false;
         bool is_false = parse_bool(v.s, &b) == 0 && !b;
         if ((u->flags & U_ERR_SET) && !is_false)
-            return fail(L, path, v, "not supported by rotor yet");
+            return fail(L, path, v, "%s", unsup_why(u));
         /* env/flag names under an unsupported section: "..._ENABLED" / "....enabled" */
         size_t n = strlen(v.src);
         bool enable_name = n >= 9 && (strncasecmp(v.src + n - 9, "_enabled)", 9) == 0 ||
                                       strncasecmp(v.src + n - 9, ".enabled)", 9) == 0);
         if ((is_enable_key(last) || enable_name) && parse_bool(v.s, &b) == 0 && b)
-            return fail(L, path, v, "not supported by rotor yet");
+            return fail(L, path, v, "%s", unsup_why(u));
     }
     warn_key(L, path, v.src,
              (u->flags & U_PRO) ? "Centrifugo PRO option, not supported by rotor (ignored)"
@@ -955,6 +1092,175 @@ static int set_namespaces_str(loader_t *L, const char *s, const char *src)
     return 0;
 }
 
+/* ---- consumers ------------------------------------------------------------------------- */
+
+static void consumer_init(node_consumer_t *c, const char *name)
+{
+    memset(c, 0, sizeof(*c));
+    c->name = rt_strdup(name);
+    c->type = rt_strdup("");
+    node_redis_stream_consumer_t *r = &c->redis_stream;
+    r->address = rt_strdup("redis://127.0.0.1:6379");
+    r->user = rt_strdup("");
+    r->password = rt_strdup("");
+    r->connect_timeout_ms = 1000;
+    r->io_timeout_ms = 4000;
+    r->streams = rt_calloc(1, sizeof(char *));
+    r->consumer_group = rt_strdup("");
+    r->visibility_timeout_ms = 30000;
+    r->num_workers = 1;
+    r->payload_value = rt_strdup("payload");
+    r->method_value = rt_strdup("method");
+    r->channels_value = rt_strdup("centrifugo-channels");
+    r->idempotency_key_value = rt_strdup("centrifugo-idempotency-key");
+    r->delta_value = rt_strdup("centrifugo-delta");
+    r->version_value = rt_strdup("centrifugo-version");
+    r->version_epoch_value = rt_strdup("centrifugo-version-epoch");
+    r->tags_value_prefix = rt_strdup("centrifugo-tag-");
+}
+
+static void consumer_cleanup(node_consumer_t *c)
+{
+    node_redis_stream_consumer_t *r = &c->redis_stream;
+    rt_free(c->name);
+    rt_free(c->type);
+    rt_free(r->address);
+    rt_free(r->user);
+    rt_free(r->password);
+    free_strv(r->streams);
+    rt_free(r->consumer_group);
+    rt_free(r->payload_value);
+    rt_free(r->method_value);
+    rt_free(r->channels_value);
+    rt_free(r->idempotency_key_value);
+    rt_free(r->delta_value);
+    rt_free(r->version_value);
+    rt_free(r->version_epoch_value);
+    rt_free(r->tags_value_prefix);
+    memset(c, 0, sizeof(*c));
+}
+
+static void free_consumers(node_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->consumers_count; i++)
+        consumer_cleanup(&cfg->consumers[i]);
+    rt_free(cfg->consumers);
+    cfg->consumers = NULL;
+    cfg->consumers_count = 0;
+}
+
+/* true if rel names an object that holds keys of t ("redis_stream" for
+ * "redis_stream.streams"). */
+static bool is_subsection(const key_def_t *t, size_t n, const char *rel)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (has_prefix_dot(t[i].path, rel))
+            return true;
+    }
+    return false;
+}
+
+/* Applies the members of one consumers[] element (obj), or of one of its sub-objects when
+ * rel is not "" ("redis_stream"). path: the element's name in messages ("consumers[0]"). */
+static int walk_consumer(loader_t *L, node_consumer_t *c, const rt_json_t *obj, const char *path,
+                         const char *rel, const char *src)
+{
+    rt_buf_t key = RT_BUF_INIT, r = RT_BUF_INIT, full = RT_BUF_INIT;
+    int rc = 0;
+    for (const rt_json_t *m = obj->child; m != NULL && rc == 0; m = m->next) {
+        key_cstr(m, &key);
+        rt_buf_reset(&r);
+        if (*rel)
+            rt_buf_printf(&r, "%s.", rel);
+        rt_buf_append_cstr(&r, (const char *)key.p);
+        rt_buf_append_byte(&r, 0);
+        const char *rp = (const char *)r.p;
+        rt_buf_reset(&full);
+        rt_buf_printf(&full, "%s.%s", path, rp);
+        rt_buf_append_byte(&full, 0);
+        const char *fp = (const char *)full.p;
+        val_t v = {m, NULL, src};
+        const key_def_t *def;
+        const unsup_def_t *u;
+        if (strlen((const char *)key.p) != key.len - 1) {
+            warn_key(L, fp, src, "unknown key (ignored)");
+        } else if ((def = find_key(consumer_keys, COUNT(consumer_keys), rp)) != NULL) {
+            rc = set_value(L, def, c, fp, v);
+        } else if ((u = find_unsup(consumer_unsup, COUNT(consumer_unsup), rp)) != NULL) {
+            rc = unsup_value(L, u, fp, v);
+        } else if (is_subsection(consumer_keys, COUNT(consumer_keys), rp)) {
+            if (m->type == RT_JSON_OBJECT)
+                rc = walk_consumer(L, c, m, path, rp, src);
+            else if (m->type != RT_JSON_NULL)
+                rc = fail(L, fp, v, "must be an object");
+        } else {
+            warn_key(L, fp, src, "unknown key (ignored)");
+        }
+    }
+    rt_buf_cleanup(&key);
+    rt_buf_cleanup(&r);
+    rt_buf_cleanup(&full);
+    return rc;
+}
+
+/* Replaces cfg->consumers with the elements of a JSON array. */
+static int set_consumers_json(loader_t *L, const rt_json_t *arr, const char *src)
+{
+    val_t v = {arr, NULL, src};
+    if (arr->type == RT_JSON_NULL)
+        return 0;
+    if (arr->type != RT_JSON_ARRAY)
+        return fail(L, "consumers", v, "must be an array of objects");
+    free_consumers(L->cfg);
+    L->cfg->consumers = rt_calloc(arr->count ? arr->count : 1, sizeof(node_consumer_t));
+    char path[64];
+    size_t i = 0;
+    for (const rt_json_t *e = arr->child; e != NULL; e = e->next, i++) {
+        consumer_init(&L->cfg->consumers[i], "");
+        L->cfg->consumers_count = i + 1;
+        snprintf(path, sizeof(path), "consumers[%zu]", i);
+        val_t ev = {e, NULL, src};
+        if (e->type != RT_JSON_OBJECT)
+            return fail(L, path, ev, "must be an object");
+        int rc = walk_consumer(L, &L->cfg->consumers[i], e, path, "", src);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* consumers from an environment variable or flag: a JSON array, or names. */
+static int set_consumers_str(loader_t *L, const char *s, const char *src)
+{
+    const char *p = s;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    if (*p == '[') {
+        rt_json_doc_t doc = {0};
+        int rc;
+        if (rt_json_parse(&doc, s, strlen(s), 0) != 0) {
+            val_t v = {NULL, s, src};
+            rc = fail(L, "consumers", v, "invalid JSON array");
+        } else {
+            rc = set_consumers_json(L, doc.root, src);
+        }
+        rt_json_doc_cleanup(&doc);
+        return rc;
+    }
+    val_t v = {NULL, s, src};
+    char **names;
+    size_t n;
+    if (val_strv(&v, &names, &n) != 0)
+        return fail(L, "consumers", v, "invalid value");
+    free_consumers(L->cfg);
+    L->cfg->consumers = rt_calloc(n ? n : 1, sizeof(node_consumer_t));
+    for (size_t i = 0; i < n; i++)
+        consumer_init(&L->cfg->consumers[i], names[i]);
+    L->cfg->consumers_count = n;
+    free_strv(names);
+    return 0;
+}
+
 /* ---- the file -------------------------------------------------------------------------- */
 
 static int walk_object(loader_t *L, const rt_json_t *obj, const char *prefix);
@@ -968,6 +1274,8 @@ static int apply_file_value(loader_t *L, const char *path, const rt_json_t *j)
         return walk_ns(L, &L->cfg->without_namespace, j, path, false, "");
     if (strcmp(path, "channel.namespaces") == 0)
         return set_namespaces_json(L, j, "");
+    if (strcmp(path, "consumers") == 0)
+        return set_consumers_json(L, j, "");
     if ((def = find_key(top_keys, COUNT(top_keys), path)) != NULL)
         return set_value(L, def, L->cfg, path, v);
     if ((u = find_unsup(top_unsup, COUNT(top_unsup), path)) != NULL)
@@ -1144,40 +1452,48 @@ static const char *env_lookup(loader_t *L, rt_str_t suffix, rt_buf_t *src)
     return NULL;
 }
 
-static int env_ns(loader_t *L, node_ns_opts_t *ns, const char *env_base, const char *path)
+/* The variables env_base + <key> for every key of the element tables t and u; base is the
+ * element (node_ns_opts_t or node_consumer_t), path its name in messages. */
+static int env_table(loader_t *L, const key_def_t *t, size_t nt, const unsup_def_t *u, size_t nu,
+                     void *base, const char *env_base, const char *path)
 {
     rt_buf_t suf = RT_BUF_INIT, src = RT_BUF_INIT, full = RT_BUF_INIT;
     int rc = 0;
-    for (size_t i = 0; i < COUNT(ns_keys) && rc == 0; i++) {
+    for (size_t i = 0; i < nt && rc == 0; i++) {
         rt_buf_reset(&suf);
         rt_buf_append_cstr(&suf, env_base);
-        env_suffix(&suf, ns_keys[i].path);
+        env_suffix(&suf, t[i].path);
         const char *s = env_lookup(L, rt_buf_str(&suf), &src);
         if (s == NULL)
             continue;
         rt_buf_reset(&full);
-        rt_buf_printf(&full, "%s.%s", path, ns_keys[i].path);
+        rt_buf_printf(&full, "%s.%s", path, t[i].path);
         rt_buf_append_byte(&full, 0);
         val_t v = {NULL, s, (const char *)src.p};
-        rc = set_value(L, &ns_keys[i], ns, (const char *)full.p, v);
+        rc = set_value(L, &t[i], base, (const char *)full.p, v);
     }
-    for (size_t i = 0; i < COUNT(ns_unsup) && rc == 0; i++) {
+    for (size_t i = 0; i < nu && rc == 0; i++) {
         rt_buf_reset(&suf);
         rt_buf_append_cstr(&suf, env_base);
-        env_suffix(&suf, ns_unsup[i].path);
+        env_suffix(&suf, u[i].path);
         const char *s = env_lookup(L, rt_buf_str(&suf), &src);
         if (s == NULL)
             continue;
         rt_buf_reset(&full);
-        rt_buf_printf(&full, "%s.%s", path, ns_unsup[i].path);
+        rt_buf_printf(&full, "%s.%s", path, u[i].path);
         rt_buf_append_byte(&full, 0);
         val_t v = {NULL, s, (const char *)src.p};
-        rc = unsup_value(L, &ns_unsup[i], (const char *)full.p, v);
+        rc = unsup_value(L, &u[i], (const char *)full.p, v);
     }
     rt_buf_cleanup(&suf);
     rt_buf_cleanup(&src);
     rt_buf_cleanup(&full);
     return rc;
+}
+
+static int env_ns(loader_t *L, node_ns_opts_t *ns, const char *env_base, const char *path)
+{
+    return env_table(L, ns_keys, COUNT(ns_keys), ns_unsup, COUNT(ns_unsup), ns, env_base, path);
 }
 
 static bool kubernetes_name(rt_str_t suffix)
@@ -1224,6 +1540,22 @@ static int apply_env(loader_t *L)
         char path[64];
         snprintf(path, sizeof(path), "channel.namespaces[%zu]", i);
         rc = env_ns(L, &L->cfg->namespaces[i], (const char *)suf.p, path);
+    }
+    if (rc == 0) {
+        const char *s = env_lookup(L, RT_STR("CONSUMERS"), &src);
+        if (s != NULL)
+            rc = set_consumers_str(L, s, (const char *)src.p);
+    }
+    for (size_t i = 0; i < L->cfg->consumers_count && rc == 0; i++) {
+        rt_buf_reset(&suf);
+        rt_buf_append_cstr(&suf, "CONSUMERS_");
+        env_suffix(&suf, L->cfg->consumers[i].name);
+        rt_buf_append_cstr(&suf, "_");
+        rt_buf_append_byte(&suf, 0);
+        char path[64];
+        snprintf(path, sizeof(path), "consumers[%zu]", i);
+        rc = env_table(L, consumer_keys, COUNT(consumer_keys), consumer_unsup,
+                       COUNT(consumer_unsup), &L->cfg->consumers[i], (const char *)suf.p, path);
     }
     /* Variables under an unsupported key: exact name, or a deeper key below it. */
     for (size_t i = 0; i < COUNT(top_unsup) && rc == 0; i++) {
@@ -1279,6 +1611,8 @@ static int apply_flags(loader_t *L, char *const *flag_kv, size_t nflags)
             rc = fail(L, p, v, "flag needs a value");
         else if (strcmp(p, "channel.namespaces") == 0)
             rc = set_namespaces_str(L, v.s, v.src);
+        else if (strcmp(p, "consumers") == 0)
+            rc = set_consumers_str(L, v.s, v.src);
         else if ((def = find_key(top_keys, COUNT(top_keys), p)) != NULL)
             rc = set_value(L, def, L->cfg, p, v);
         else if ((u = find_unsup_below(p)) != NULL)
@@ -1354,17 +1688,110 @@ static const node_ns_opts_t *find_ns(const node_config_t *cfg, const char *p, si
     return NULL;
 }
 
+/* Checks url with rds_addr_parse(); on failure the message names key. */
+static int check_addr(loader_t *L, const char *key, const char *url)
+{
+    rds_addr_t a;
+    rt_buf_t m = RT_BUF_INIT;
+    int rc = rds_addr_parse(url, &a, &m);
+    rds_addr_cleanup(&a);
+    if (rc != 0)
+        rc = fail(L, key, no_val, "%.*s", (int)m.len, m.p ? (const char *)m.p : "");
+    rt_buf_cleanup(&m);
+    return rc;
+}
+
+static bool valid_consumer_name(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return n >= 2;
+}
+
+static const char *const consumer_types[] = {
+    "postgresql",     "kafka",   "nats_jetstream",    "redis_stream",
+    "google_pub_sub", "aws_sqs", "azure_service_bus",
+};
+
+/* Name and type rules of every element (Centrifugo's Consumers.Validate), then what an
+ * enabled redis_stream consumer needs to run. */
+static int finalize_consumer(loader_t *L, size_t i)
+{
+    node_consumer_t *c = &L->cfg->consumers[i];
+    node_redis_stream_consumer_t *r = &c->redis_stream;
+    char key[128];
+    snprintf(key, sizeof(key), "consumers[%zu].name", i);
+    if (!valid_consumer_name(c->name))
+        return fail(L, key, no_val, "invalid consumer name \"%s\" (must match ^[a-zA-Z0-9_]{2,}$)",
+                    c->name);
+    for (size_t k = 0; k < i; k++) {
+        if (strcmp(L->cfg->consumers[k].name, c->name) == 0)
+            return fail(L, key, no_val, "duplicate consumer name \"%s\"", c->name);
+    }
+    snprintf(key, sizeof(key), "consumers[%zu].type", i);
+    bool known = false;
+    for (size_t k = 0; k < COUNT(consumer_types); k++)
+        known = known || strcmp(c->type, consumer_types[k]) == 0;
+    if (!known)
+        return fail(L, key, no_val, "unknown consumer type \"%s\"", c->type);
+    c->type_id =
+        strcmp(c->type, "redis_stream") == 0 ? NODE_CONSUMER_REDIS_STREAM : NODE_CONSUMER_OTHER;
+    if (!c->enabled)
+        return 0;
+    if (c->type_id != NODE_CONSUMER_REDIS_STREAM)
+        return fail(L, key, no_val,
+                    "\"%s\" consumers are not supported by rotor yet (only redis_stream)", c->type);
+    snprintf(key, sizeof(key), "consumers[%zu].redis_stream.streams", i);
+    if (r->streams_count == 0)
+        return fail(L, key, no_val, "required: a non-empty array of stream keys");
+    for (size_t k = 0; k < r->streams_count; k++) {
+        if (r->streams[k][0] == '\0')
+            return fail(L, key, no_val, "stream keys must not be empty");
+    }
+    snprintf(key, sizeof(key), "consumers[%zu].redis_stream.consumer_group", i);
+    if (r->consumer_group[0] == '\0')
+        return fail(L, key, no_val, "required");
+    snprintf(key, sizeof(key), "consumers[%zu].redis_stream.publication_data_mode.channels_value",
+             i);
+    if (r->publication_data_mode && r->channels_value[0] == '\0')
+        return fail(L, key, no_val, "required when publication_data_mode is enabled");
+    snprintf(key, sizeof(key), "consumers[%zu].redis_stream.address", i);
+    int rc = check_addr(L, key, r->address);
+    if (rc != 0)
+        return rc;
+    if (!NODE_CONFIG_CONSUMERS_SUPPORTED) {
+        snprintf(key, sizeof(key), "consumers[%zu].enabled", i);
+        return fail(L, key, no_val, "consumers are not supported yet");
+    }
+    return 0;
+}
+
 static int finalize(loader_t *L)
 {
     node_config_t *cfg = L->cfg;
     int rc;
 
-    if (strcmp(cfg->engine_type, "redis") == 0)
-        return fail(L, "engine.type", no_val,
-                    "\"redis\" is not supported by this rotor build yet (use \"memory\")");
-    if (strcmp(cfg->engine_type, "memory") != 0)
-        return fail(L, "engine.type", no_val, "unknown engine \"%s\" (use \"memory\")",
+    if (strcmp(cfg->engine_type, "redis") == 0) {
+        /* Only a Redis engine dials these; a memory node ignores a leftover block. */
+        for (size_t i = 0; i < cfg->redis_addresses_count; i++) {
+            char key[64];
+            snprintf(key, sizeof(key), "engine.redis.address[%zu]", i);
+            if ((rc = check_addr(L, key, cfg->redis_addresses[i])) != 0)
+                return rc;
+        }
+    } else if (strcmp(cfg->engine_type, "memory") != 0) {
+        return fail(L, "engine.type", no_val, "unknown engine \"%s\" (use \"memory\" or \"redis\")",
                     cfg->engine_type);
+    }
+    for (size_t i = 0; i < cfg->consumers_count; i++) {
+        if ((rc = finalize_consumer(L, i)) != 0)
+            return rc;
+    }
     if (cfg->ping_interval_ms == 0)
         return fail(L, "client.ping_interval", no_val,
                     "must not be 0 (use a negative value to disable pings)");
@@ -1444,6 +1871,15 @@ void node_config_defaults(node_config_t *cfg)
     cfg->http_internal_address = rt_strdup("");
     cfg->log_level = RT_LOG_INFO;
     cfg->engine_type = rt_strdup("memory");
+    cfg->redis_addresses = rt_calloc(2, sizeof(char *));
+    cfg->redis_addresses[0] = rt_strdup("redis://127.0.0.1:6379");
+    cfg->redis_addresses_count = 1;
+    cfg->redis_prefix = rt_strdup("rotor");
+    cfg->redis_user = rt_strdup("");
+    cfg->redis_password = rt_strdup("");
+    cfg->redis_connect_timeout_ms = 1000;
+    cfg->redis_io_timeout_ms = 4000;
+    cfg->redis_presence_ttl_ms = 60000;
     cfg->workers = cpu_count();
     cfg->allowed_origins = rt_calloc(1, sizeof(char *));
     node_token_config_t *toks[] = {&cfg->token, &cfg->subscription_token};
@@ -1495,6 +1931,11 @@ void node_config_cleanup(node_config_t *cfg)
     rt_free(cfg->http_address);
     rt_free(cfg->http_internal_address);
     rt_free(cfg->engine_type);
+    free_strv(cfg->redis_addresses);
+    rt_free(cfg->redis_prefix);
+    rt_free(cfg->redis_user);
+    rt_free(cfg->redis_password);
+    free_consumers(cfg);
     free_strv(cfg->allowed_origins);
     node_token_config_t *toks[] = {&cfg->token, &cfg->subscription_token};
     for (size_t i = 0; i < COUNT(toks); i++) {
@@ -1520,6 +1961,118 @@ void node_config_cleanup(node_config_t *cfg)
     rt_free(cfg->node_name);
     rt_free(cfg->config_path);
     memset(cfg, 0, sizeof(*cfg));
+}
+
+/* What a Redis URL sets itself among the options the engine.redis keys also give.
+ * rds_addr_parse() fills its defaults in, so its output cannot tell "unset" from "set to
+ * the default"; a URL's own value must win, as in the reference. */
+typedef struct url_opts {
+    bool db;
+    bool connect_timeout;
+    bool io_timeout;
+} url_opts_t;
+
+/* Mirrors rds_addr_parse()'s split: the query starts at the first '?', the authority ends
+ * at the first '/', userinfo ends at the authority's last '@', and a redis:// or tcp://
+ * path is the db. Only called on a URL that parsed. */
+static url_opts_t scan_url_opts(const char *url)
+{
+    url_opts_t o = {false, false, false};
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return o; /* host:port sets nothing */
+    bool is_unix = strncasecmp(url, "unix://", 7) == 0;
+    p += 3;
+    const char *q = strchr(p, '?');
+    const char *end = q != NULL ? q : p + strlen(p);
+    const char *auth_end = memchr(p, '/', (size_t)(end - p));
+    if (auth_end == NULL)
+        auth_end = end;
+    for (const char *c = p; c < auth_end; c++) {
+        if (*c == '@')
+            p = c + 1;
+    }
+    if (!is_unix) {
+        const char *slash = memchr(p, '/', (size_t)(end - p));
+        o.db = slash != NULL && slash + 1 < end;
+    }
+    for (const char *k = q; k != NULL && *k != '\0';) {
+        k++;
+        size_t n = strcspn(k, "=&");
+        if (n == 2 && strncmp(k, "db", 2) == 0)
+            o.db = true;
+        else if ((n == 15 && strncmp(k, "connect_timeout", 15) == 0) ||
+                 (n == 12 && strncmp(k, "dial_timeout", 12) == 0))
+            o.connect_timeout = true;
+        else if (n == 10 && strncmp(k, "io_timeout", 10) == 0)
+            o.io_timeout = true;
+        k = strchr(k, '&');
+    }
+    return o;
+}
+
+/* rds_addr_parse(url) with the other options applied where the URL has none. */
+static int resolve_addr(const char *key, const char *url, const char *user, const char *password,
+                        int64_t db, int64_t connect_timeout_ms, int64_t io_timeout_ms,
+                        rds_addr_t *out, rt_buf_t *err)
+{
+    rt_buf_t m = RT_BUF_INIT;
+    int rc = rds_addr_parse(url, out, &m);
+    if (rc != 0) {
+        if (err != NULL)
+            rt_buf_printf(err, "%s: %.*s", key, (int)m.len, m.p ? (const char *)m.p : "");
+        rt_buf_cleanup(&m);
+        return rc;
+    }
+    rt_buf_cleanup(&m);
+    if (out->user[0] == '\0' && user[0] != '\0')
+        set_str(&out->user, user);
+    if (out->password[0] == '\0' && password[0] != '\0')
+        set_str(&out->password, password);
+    url_opts_t o = scan_url_opts(url);
+    if (!o.db)
+        out->db = (int)db;
+    if (!o.connect_timeout)
+        out->connect_timeout_ms = connect_timeout_ms;
+    if (!o.io_timeout)
+        out->io_timeout_ms = io_timeout_ms;
+    return 0;
+}
+
+int node_config_redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, rt_buf_t *err)
+{
+    size_t count = cfg->redis_addresses_count;
+    rds_addr_t *a = rt_calloc(count ? count : 1, sizeof(rds_addr_t));
+    for (size_t i = 0; i < count; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "engine.redis.address[%zu]", i);
+        int rc = resolve_addr(key, cfg->redis_addresses[i], cfg->redis_user, cfg->redis_password,
+                              cfg->redis_db, cfg->redis_connect_timeout_ms,
+                              cfg->redis_io_timeout_ms, &a[i], err);
+        if (rc != 0) {
+            for (size_t k = 0; k <= i; k++)
+                rds_addr_cleanup(&a[k]);
+            rt_free(a);
+            *out = NULL;
+            *n = 0;
+            return rc;
+        }
+    }
+    *out = a;
+    *n = count;
+    return 0;
+}
+
+int node_consumer_redis_addr(const node_consumer_t *c, rds_addr_t *out, rt_buf_t *err)
+{
+    const node_redis_stream_consumer_t *r = &c->redis_stream;
+    rt_buf_t key = RT_BUF_INIT;
+    rt_buf_printf(&key, "consumers[%s].redis_stream.address", c->name);
+    rt_buf_append_byte(&key, 0);
+    int rc = resolve_addr((const char *)key.p, r->address, r->user, r->password, r->db,
+                          r->connect_timeout_ms, r->io_timeout_ms, out, err);
+    rt_buf_cleanup(&key);
+    return rc;
 }
 
 static void collect_env(loader_t *L, char *const *envp)
@@ -1741,6 +2294,16 @@ static void format_value(rt_buf_t *out, const key_def_t *def, const void *base)
     case K_BOOL:
         rt_buf_append_cstr(out, *(const bool *)field ? "true" : "false");
         break;
+    case K_IGNBOOL:
+        rt_buf_append_cstr(out, "false");
+        break;
+    case K_STRV:
+        for (char *const *p = *(char **const *)field; p != NULL && *p != NULL; p++) {
+            if (p != *(char **const *)field)
+                rt_buf_append_byte(out, ' ');
+            rt_buf_append_cstr(out, *p);
+        }
+        break;
     case K_ERRMODE:
     case K_RECMODE:
     case K_DELTA:
@@ -1763,6 +2326,7 @@ static void format_value(rt_buf_t *out, const key_def_t *def, const void *base)
     case K_DUR:
         format_duration(out, *(const int64_t *)field);
         break;
+    case K_ADDR1:
     case K_STR:
     case K_PREFIX:
         rt_buf_append_cstr(out, *(char *const *)field);
@@ -1789,6 +2353,7 @@ void node_config_default_env(rt_buf_t *out)
         rt_buf_append_byte(out, '\n');
     }
     rt_buf_append_cstr(out, "CENTRIFUGO_CHANNEL_NAMESPACES=\n");
+    rt_buf_append_cstr(out, "CENTRIFUGO_CONSUMERS=\n");
     for (size_t i = 0; i < COUNT(ns_keys); i++) {
         rt_buf_append_cstr(out, "CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_");
         env_suffix(out, ns_keys[i].path);

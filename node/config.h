@@ -14,7 +14,12 @@
  * channel_regex is compiled as a POSIX extended regex (REG_EXTENDED | REG_NOSUB), not RE2:
  * Perl classes such as \d are not available.
  *
- * Keys Centrifugo has but rotor does not implement (proxies, consumers, uni_*, sse,
+ * engine.redis.address and consumers[].redis_stream.streams also take a single string in
+ * the file; consumers (like channel.namespaces) take a JSON array string or names in the
+ * environment, plus CENTRIFUGO_CONSUMERS_<NAME>_<OPTION> per element.
+ *
+ * Keys Centrifugo has but rotor does not implement (proxies, uni_*, sse, Redis Cluster,
+ * Sentinel and TLS, history_use_lists, separate broker/presence_manager sections,
  * http_stream, grpc_api, admin, TLS, ...) are accepted with a warning "not supported by
  * rotor yet", except when they would switch a feature on (any "enabled"/"*_enabled": true
  * inside them, or a non-empty value of a key such as client.token.jwks_public_endpoint,
@@ -29,6 +34,16 @@
 
 #include "node/base/buf.h"
 #include "node/base/str.h"
+
+/* broker/rds.h defines it; a repeated typedef is valid C11 and keeps hiredis and libev out
+ * of every file that reads the config. */
+typedef struct rds_addr rds_addr_t;
+
+/* Enabled consumers are refused at load ("not supported yet") while this is 0; every key is
+ * still parsed and validated so that flipping it is all the config side needs. */
+#ifndef NODE_CONFIG_CONSUMERS_SUPPORTED
+#define NODE_CONFIG_CONSUMERS_SUPPORTED 0
+#endif
 
 typedef enum node_data_format {
     NODE_DATA_FORMAT_ANY_NONEMPTY = 0, /* "" : reject empty data */
@@ -86,6 +101,48 @@ typedef struct node_token_config {
     char *user_id_claim; /* "" = sub */
 } node_token_config_t;
 
+typedef enum node_consumer_type {
+    NODE_CONSUMER_REDIS_STREAM = 1, /* "redis_stream" (SERVER.md §4.2) */
+    NODE_CONSUMER_OTHER,            /* another Centrifugo type; never enabled (load refuses) */
+} node_consumer_type_t;
+
+/* consumers[].redis_stream (SERVER.md §4.2). Strings owned, never NULL. */
+typedef struct node_redis_stream_consumer {
+    char *address;              /* one shard: raw URL [redis://127.0.0.1:6379]; parsed by
+                                   node_consumer_redis_addr() */
+    char *user;                 /* applied where the URL sets none */
+    char *password;             /* applied where the URL sets none */
+    int64_t db;                 /* [0]; applied when the URL has no db */
+    int64_t connect_timeout_ms; /* [1s]; applied when the URL has no connect_timeout */
+    int64_t io_timeout_ms;      /* [4s]; applied when the URL has no io_timeout */
+    char **streams;             /* owned, NULL-terminated; keys used verbatim (no prefix);
+                                   non-empty when enabled */
+    size_t streams_count;
+    char *consumer_group;          /* non-empty when enabled */
+    int64_t visibility_timeout_ms; /* [30s] > 0 */
+    int64_t num_workers;           /* [1] >= 1, per stream */
+    char *payload_value;           /* [payload] entry field with the JSON payload */
+    char *method_value;            /* [method] entry field with the method */
+    bool publication_data_mode;    /* publication_data_mode.enabled [false] */
+    /* publication_data_mode.*: entry field names */
+    char *channels_value;        /* [centrifugo-channels] non-empty when the mode is on */
+    char *idempotency_key_value; /* [centrifugo-idempotency-key] */
+    char *delta_value;           /* [centrifugo-delta] */
+    char *version_value;         /* [centrifugo-version] */
+    char *version_epoch_value;   /* [centrifugo-version-epoch] */
+    char *tags_value_prefix;     /* [centrifugo-tag-] */
+} node_redis_stream_consumer_t;
+
+/* One element of the top-level consumers array (SERVER.md §4.1). */
+typedef struct node_consumer {
+    char *name;                   /* ^[a-zA-Z0-9_]{2,}$, unique; owned */
+    bool enabled;                 /* [false]; true only for redis_stream, and only when
+                                     NODE_CONFIG_CONSUMERS_SUPPORTED */
+    char *type;                   /* as configured ("redis_stream", "kafka", ...); owned */
+    node_consumer_type_t type_id; /* from type */
+    node_redis_stream_consumer_t redis_stream; /* filled (defaults) for every element */
+} node_consumer_t;
+
 typedef struct node_config {
     /* http_server */
     char *http_address; /* "" = all interfaces */
@@ -97,7 +154,21 @@ typedef struct node_config {
     int log_level; /* RT_LOG_* [info] */
 
     /* engine */
-    char *engine_type; /* "memory" (only value accepted by this build; "redis" comes later) */
+    char *engine_type; /* "memory" or "redis" */
+
+    /* engine.redis (SERVER.md §3.2), used when engine_type is "redis"; then every address
+     * has been checked with rds_addr_parse(). Strings owned, never NULL. */
+    char **redis_addresses; /* owned, NULL-terminated raw URLs, one per shard (>= 1)
+                               [redis://127.0.0.1:6379] */
+    size_t redis_addresses_count;
+    char *redis_prefix;               /* [rotor] key and channel prefix (§7.1) */
+    char *redis_user;                 /* [""]; applied where a URL sets no user */
+    char *redis_password;             /* [""]; applied where a URL sets no password */
+    int64_t redis_db;                 /* [0]; applied where a URL sets no db */
+    int64_t redis_connect_timeout_ms; /* [1s] > 0; applied where a URL sets none */
+    int64_t redis_io_timeout_ms;      /* [4s] > 0; applied where a URL sets none */
+    int64_t redis_presence_ttl_ms;    /* [60s] > 0 */
+    bool redis_force_resp2;           /* accepted; hiredis 0.14 always speaks RESP2 */
 
     /* workers: number of worker loops [CPU count, sysconf]; >= 1; key "workers" (rotor
      * extension) */
@@ -175,6 +246,10 @@ typedef struct node_config {
     node_data_format_t publication_data_format; /* channel.publication_data_format [""]; the
                                                    fallback of every namespace */
 
+    /* consumers (SERVER.md §4): every element, in file order */
+    node_consumer_t *consumers; /* owned array */
+    size_t consumers_count;
+
     char *config_path; /* file actually read; "" when none */
     unsigned warnings; /* warnings logged by the load (unknown or unsupported keys) */
 } node_config_t;
@@ -200,6 +275,19 @@ int node_config_load_buffer(node_config_t *cfg, const char *name, const char *p,
                             char *const *envp, char *const *flag_kv, size_t nflags, rt_buf_t *err);
 /* Frees everything the config owns; safe on a defaulted, loaded or failed config. */
 void node_config_cleanup(node_config_t *cfg);
+
+/* The Redis shards of engine.redis: *out receives an rt_malloc'ed array of *n parsed
+ * addresses (n = cfg->redis_addresses_count), each with redis_user, redis_password,
+ * redis_db and the timeouts applied where its URL did not set them. The caller owns the
+ * result: rds_addr_cleanup() on each element, then rt_free(*out). Pure, any thread.
+ * Returns 0, or RT_EINVAL with a message naming engine.redis.address[i] in err (*out is
+ * NULL and *n 0 then). */
+int node_config_redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, rt_buf_t *err);
+/* The Redis server of a redis_stream consumer, as node_config_redis_shards does for one
+ * address (the consumer's user/password/db/timeouts applied). *out is initialised in every
+ * case; release it with rds_addr_cleanup(). Returns 0, or RT_EINVAL with a message naming
+ * consumers[<name>].redis_stream.address in err. */
+int node_consumer_redis_addr(const node_consumer_t *c, rds_addr_t *out, rt_buf_t *err);
 
 /* Namespace options for a channel (§2.1 resolution): one leading private prefix is
  * ignored for the lookup, the namespace is the text before the first boundary. Returns

@@ -4,11 +4,13 @@
 #include <string.h>
 
 #include "broker/broker_mem.h"
+#include "broker/broker_redis.h"
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
 #include "node/base/err.h"
 #include "node/base/log.h"
 #include "node/node_internal.h"
+#include "presence/presence_redis.h"
 
 /* Which workers have local subscribers of a channel. */
 typedef struct eng_chan {
@@ -76,6 +78,7 @@ void node_op_free(node_op_t *op)
         broker_pub_unref(op->pubs[i]);
     rt_free(op->pubs);
     rt_free(op->entries);
+    rt_free(op->nodes);
     node_control_unref(op->control);
     if (op->survey) {
         node_survey_result_cleanup(op->survey);
@@ -171,8 +174,13 @@ static void op_done_on_worker(rt_mail_t *mail, void *ctx)
     node_op_free(op);
 }
 
-static void answer(node_engine_t *e, node_op_t *op)
+void node_engine_answer(node_engine_t *e, node_op_t *op)
 {
+    if (op->engine_done) {
+        op->engine_done(e, op);
+        node_op_free(op);
+        return;
+    }
     if (op->done == NULL || op->worker < 0 || op->worker >= e->node->nworkers) {
         node_op_free(op);
         return;
@@ -275,7 +283,7 @@ static void publish_done(int status, const broker_pos_t *pos, bool suppressed, v
     node_engine_t *eng = op->engine;
     if (status == 0)
         atomic_fetch_add_explicit(&eng->node->metrics.publications, 1, memory_order_relaxed);
-    answer(eng, op);
+    node_engine_answer(eng, op);
 }
 
 static void history_done(int status, broker_pub_t *const *pubs, size_t n, const broker_pos_t *top,
@@ -296,7 +304,7 @@ static void history_done(int status, broker_pub_t *const *pubs, size_t n, const 
             copy_epoch(op->epoch, top->epoch);
         }
     }
-    answer(eng, op);
+    node_engine_answer(eng, op);
 }
 
 static void done_status(int status, void *ud)
@@ -304,7 +312,7 @@ static void done_status(int status, void *ud)
     node_op_t *op = ud;
     node_engine_t *eng = op->engine;
     op->status = status;
-    answer(eng, op);
+    node_engine_answer(eng, op);
 }
 
 static void presence_get_done(int status, const broker_client_info_t *entries, size_t n, void *ud)
@@ -322,7 +330,7 @@ static void presence_get_done(int status, const broker_client_info_t *entries, s
         }
         op->nentries = n;
     }
-    answer(eng, op);
+    node_engine_answer(eng, op);
 }
 
 static void presence_stats_done(int status, uint32_t clients, uint32_t users, void *ud)
@@ -332,13 +340,13 @@ static void presence_stats_done(int status, uint32_t clients, uint32_t users, vo
     op->status = status;
     op->num_clients = clients;
     op->num_users = users;
-    answer(eng, op);
+    node_engine_answer(eng, op);
 }
 
 static void fail_now(node_engine_t *e, node_op_t *op, int rc)
 {
     op->status = rc;
-    answer(e, op);
+    node_engine_answer(e, op);
 }
 
 static void start_survey(node_engine_t *e, node_op_t *op)
@@ -374,7 +382,7 @@ void node_engine_survey_part(node_engine_t *e, node_survey_t *s, int worker,
     *op->survey = s->merged;
     op->status = 0;
     rt_free(s);
-    answer(e, op);
+    node_cluster_local_survey_done(e, op);
 }
 
 static void user_count(node_engine_t *e, node_op_t *op, bool add)
@@ -384,7 +392,7 @@ static void user_count(node_engine_t *e, node_op_t *op, bool add)
         int64_t limit = e->node->cfg->user_connection_limit;
         if (u && limit > 0 && u->count >= limit) {
             op->status = RT_ELIMIT;
-            answer(e, op);
+            node_engine_answer(e, op);
             return;
         }
         if (u == NULL) {
@@ -395,7 +403,7 @@ static void user_count(node_engine_t *e, node_op_t *op, bool add)
         }
         u->count++;
         op->status = 0;
-        answer(e, op);
+        node_engine_answer(e, op);
         return;
     }
     if (u && --u->count <= 0) {
@@ -445,13 +453,15 @@ static void run_op(rt_mail_t *mail, void *ctx)
         rc = op->kind == NODE_OP_JOIN ? broker_publish_join(e->broker, op->channel, &op->info)
                                       : broker_publish_leave(e->broker, op->channel, &op->info);
         op->status = rc;
-        answer(e, op);
+        node_engine_answer(e, op);
         return;
     case NODE_OP_CONTROL:
+        /* Applied here and on every other node (remote failures are not reported). */
         for (int i = 0; i < e->node->nworkers; i++)
             node_worker_deliver_control(e->node->workers[i], op->control);
+        node_cluster_publish_command(e, op->control);
         op->status = 0;
-        answer(e, op);
+        node_engine_answer(e, op);
         return;
     case NODE_OP_SURVEY:
         start_survey(e, op);
@@ -486,13 +496,39 @@ node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop)
         .on_publication = sink_publication,
         .on_join = sink_join,
         .on_leave = sink_leave,
+        .on_control = node_cluster_on_control,
+        .on_resubscribed = node_cluster_on_resubscribed,
         .ud = e,
     };
-    e->broker = broker_mem_new(loop, &sink);
-    /* Entries are refreshed every presence_update_interval; three missed refreshes mean
-     * the entry's owner is gone (cannot happen within one process unless a bug leaks it). */
-    int64_t ttl = node->cfg->presence_update_interval_ms * 3;
-    e->presence = presence_mem_new(loop, ttl > 60000 ? ttl : 60000);
+    const node_config_t *cfg = node->cfg;
+    if (strcmp(cfg->engine_type, "redis") == 0) {
+        rds_addr_t *shards = NULL;
+        size_t n = 0;
+        rt_buf_t err = RT_BUF_INIT;
+        /* Validated at load time: a failure here is a bug. */
+        RT_ASSERT(node_config_redis_shards(cfg, &shards, &n, &err) == 0);
+        rt_buf_cleanup(&err);
+        broker_redis_opts_t opts = {
+            .shards = shards,
+            .nshards = n,
+            .prefix = cfg->redis_prefix,
+            .node_uid = node->uid,
+        };
+        e->broker = broker_redis_new(loop, &sink, &opts);
+        e->presence =
+            presence_redis_new(loop, shards, n, cfg->redis_prefix, cfg->redis_presence_ttl_ms);
+        for (size_t i = 0; i < n; i++)
+            rds_addr_cleanup(&shards[i]);
+        rt_free(shards);
+    } else {
+        e->broker = broker_mem_new(loop, &sink);
+        /* Entries are refreshed every presence_update_interval; three missed refreshes
+         * mean the entry's owner is gone (cannot happen within one process unless a bug
+         * leaks it). */
+        int64_t ttl = cfg->presence_update_interval_ms * 3;
+        e->presence = presence_mem_new(loop, ttl > 60000 ? ttl : 60000);
+    }
+    node_cluster_start(e);
     return e;
 }
 
@@ -505,6 +541,8 @@ void node_engine_free(node_engine_t *e)
 {
     if (e == NULL)
         return;
+    node_cluster_shutdown(e);
+    node_cluster_stop(e);
     rt_mailbox_stop(&e->mailbox);
     /* Workers are joined by now: callbacks of the broker destroy cannot be answered, so
      * make answer() free them. */

@@ -9,6 +9,7 @@
 #include "node/base/alloc.h"
 #include "node/base/log.h"
 #include "node/codes.h"
+#include "node/consumer.h"
 #include "node/node_internal.h"
 
 static const int disconnect_codes[15] = {3001, 3004, 3005, 3006, 3008, 3009, 3010, 3011,
@@ -148,6 +149,7 @@ static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s)
     rt_buf_printf(
         b, "centrifugo_api_command_errors_total{error=\"\",method=\"\",protocol=\"http\"} %llu\n",
         load(&m->api_errors));
+    node_consumers_render_metrics(node->engine->consumers, b);
     counter_head(b, "rotor_api_commands_total", "Number of server API commands executed.");
     rt_buf_printf(b, "rotor_api_commands_total{protocol=\"http\"} %llu\n", load(&m->api_commands));
     uint64_t queued = 0;

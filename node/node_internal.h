@@ -150,6 +150,13 @@ struct node_op {
     uint32_t num_clients;
     uint32_t num_users;
     node_survey_result_t *survey; /* SURVEY: merged result, owned */
+    struct node_info *nodes;      /* SURVEY info: other live nodes from the registry, owned */
+    size_t nnodes;
+    /* Ops the engine runs for itself (heartbeats, remote surveys): called on the engine
+     * instead of answering a worker. */
+    void (*engine_done)(node_engine_t *e, node_op_t *op);
+    uint64_t remote_id; /* engine-internal: survey id of the requesting node */
+    char remote_uid[37];
 };
 
 /* New op of kind that answers `done` on worker w (done NULL = no answer). */
@@ -211,14 +218,34 @@ struct node_engine {
     node_t *node;         /* borrowed */
     struct ev_loop *loop; /* owned by the engine thread (the main thread) */
     rt_mailbox_t mailbox;
-    broker_t *broker;     /* owned */
-    presence_t *presence; /* owned */
-    node_map_t channels;  /* channel -> node_eng_chan_t (workers with subscribers) */
-    node_map_t users;     /* user -> eng_user_t (connections, for user_connection_limit) */
+    broker_t *broker;          /* owned */
+    presence_t *presence;      /* owned */
+    node_map_t channels;       /* channel -> node_eng_chan_t (workers with subscribers) */
+    node_map_t users;          /* user -> eng_user_t (connections, for user_connection_limit) */
+    node_map_t registry;       /* uid -> eng_node_t: other nodes heard from (SERVER.md §3.10) */
+    node_map_t remote_surveys; /* survey id -> eng_rsurvey_t waiting for other nodes */
+    uint64_t next_survey_id;
+    ev_timer heartbeat;   /* node announcement and registry clean-up */
+    ev_timer ready_timer; /* samples broker readiness for /ready */
+    _Atomic int broker_ok;
     _Atomic uint64_t num_channels;
+    struct node_consumers *consumers; /* owned (node/consumer.h); NULL when none enabled */
 };
 
 node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop);
+/* Engine thread: hands a finished op to its worker (or frees / runs engine_done). */
+void node_engine_answer(node_engine_t *e, node_op_t *op);
+
+/* cluster.c (engine thread): registry, control messages, surveys across nodes. */
+void node_cluster_start(node_engine_t *e);
+void node_cluster_stop(node_engine_t *e);
+void node_cluster_shutdown(node_engine_t *e); /* tells the other nodes we leave */
+void node_cluster_on_control(void *ud, rt_str_t data);
+void node_cluster_on_resubscribed(void *ud);
+void node_cluster_publish_command(node_engine_t *e, node_control_t *c);
+/* A local survey finished: extend it to other nodes (channels), attach the registry
+ * (info), or answer. */
+void node_cluster_local_survey_done(node_engine_t *e, node_op_t *op);
 void node_engine_free(node_engine_t *e);
 /* Engine thread: a worker finished its part of a survey (see worker.c). */
 void node_engine_survey_part(node_engine_t *e, node_survey_t *s, int worker,
@@ -376,6 +403,8 @@ void node_worker_deliver_join(node_worker_t *w, rt_str_t channel, const broker_c
 void node_worker_deliver_control(node_worker_t *w, node_control_t *c); /* takes a ref */
 void node_worker_survey(node_worker_t *w, node_survey_t *s, bool want_channels,
                         const char *pattern);
+/* The broker's subscriptions were restored: check every positioned subscription. */
+void node_worker_recheck_positions(node_worker_t *w);
 
 /* hub.c (worker thread) */
 node_hub_chan_t *node_hub_attach(node_worker_t *w, node_sub_t *sub);
@@ -403,6 +432,9 @@ void node_client_send_frame(node_client_t *c, rt_bytes_t *frame);
 void node_client_send_scratch(node_client_t *c);
 void node_client_apply_control(node_client_t *c, const node_control_t *ctl);
 void node_client_tick(node_client_t *c, double now);
+/* Compares every positioned subscription with the stream top (insufficient state if
+ * publications were missed). */
+void node_client_check_positions(node_client_t *c);
 
 /* api.c (worker thread) */
 void node_api_handle(node_worker_t *w, tr_http_req_t *req, rt_str_t method);

@@ -176,6 +176,23 @@ void node_worker_survey(node_worker_t *w, node_survey_t *s, bool want_channels, 
     rt_mailbox_post(&w->mailbox, &sm->mail);
 }
 
+static void on_recheck_mail(rt_mail_t *m, void *ctx)
+{
+    node_worker_t *w = ctx;
+    for (node_client_t *c = w->client_list, *next; c; c = next) {
+        next = c->next;
+        node_client_check_positions(c);
+    }
+    rt_free(m);
+}
+
+void node_worker_recheck_positions(node_worker_t *w)
+{
+    rt_mail_t *m = rt_malloc(sizeof(*m));
+    m->fn = on_recheck_mail;
+    rt_mailbox_post(&w->mailbox, m);
+}
+
 uint64_t node_worker_next_id(node_worker_t *w)
 {
     return ((uint64_t)w->index << 56) | ++w->next_id;
@@ -259,6 +276,10 @@ static void handle_ready(node_worker_t *w, tr_http_req_t *req)
 {
     if (atomic_load(&w->node->draining)) {
         respond_json(req, 503, "{\"status\":\"unavailable\",\"reason\":\"shutting down\"}");
+        return;
+    }
+    if (!atomic_load(&w->node->engine->broker_ok)) {
+        respond_json(req, 503, "{\"status\":\"unavailable\",\"reason\":\"broker unavailable\"}");
         return;
     }
     respond_json(req, 200, "{}");

@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "broker/rds.h"
+#include "node/base/alloc.h"
 #include "node/base/buf.h"
 #include "node/base/err.h"
 #include "node/base/log.h"
@@ -59,6 +61,17 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.http_internal_port, 0);
     assert_int_equal(cfg.log_level, RT_LOG_INFO);
     assert_string_equal(cfg.engine_type, "memory");
+    assert_int_equal(cfg.redis_addresses_count, 1);
+    assert_string_equal(cfg.redis_addresses[0], "redis://127.0.0.1:6379");
+    assert_null(cfg.redis_addresses[1]);
+    assert_string_equal(cfg.redis_prefix, "rotor");
+    assert_string_equal(cfg.redis_user, "");
+    assert_string_equal(cfg.redis_password, "");
+    assert_int_equal(cfg.redis_db, 0);
+    assert_int_equal(cfg.redis_connect_timeout_ms, 1000);
+    assert_int_equal(cfg.redis_io_timeout_ms, 4000);
+    assert_int_equal(cfg.redis_presence_ttl_ms, 60000);
+    assert_int_equal(cfg.consumers_count, 0);
     assert_true(cfg.workers >= 1);
     assert_non_null(cfg.allowed_origins);
     assert_null(cfg.allowed_origins[0]);
@@ -400,7 +413,7 @@ static void test_env_errors_name_key(void **state)
     char *e7[] = {"CENTRIFUGO_CHANNEL_NAMESPACES=ab",
                   "CENTRIFUGO_CHANNEL_NAMESPACES_AB_HISTORY_SIZE=-1", NULL};
     expect_error(NULL, e7, "channel.namespaces[0].history_size");
-    char *e8[] = {"CENTRIFUGO_ENGINE_TYPE=redis", NULL};
+    char *e8[] = {"CENTRIFUGO_ENGINE_TYPE=tarantool", NULL};
     expect_error(NULL, e8, "engine.type");
 }
 
@@ -460,7 +473,6 @@ static void test_validation_errors(void **state)
         {"{\"http_server\":{\"port\":-1}}", "http_server.port"},
         {"{\"http_server\":5}", "http_server: must be an object"},
         {"{\"log\":{\"level\":\"loud\"}}", "log.level"},
-        {"{\"engine\":{\"type\":\"redis\"}}", "engine.type: \"redis\" is not supported"},
         {"{\"engine\":{\"type\":\"tarantool\"}}", "engine.type: unknown engine"},
         {"{\"workers\":0}", "workers: must be >= 1"},
         {"{\"client\":{\"insecure\":\"true\"}}", "client.insecure: must be a boolean"},
@@ -537,7 +549,7 @@ static void test_validation_errors(void **state)
         {"{\"sse\":{\"enabled\":true}}", "sse.enabled: not supported by rotor yet"},
         {"{\"http_server\":{\"tls\":{\"enabled\":true}}}", "http_server.tls.enabled"},
         {"{\"rpc\":{\"ping\":{\"enabled\":true}}}", "rpc.ping.enabled"},
-        {"{\"consumers\":[{\"name\":\"c\",\"enabled\":true}]}", "consumers[0].enabled"},
+        {"{\"consumers\":[{\"name\":\"c\",\"enabled\":true}]}", "consumers[0].name"},
         {"{\"client\":{\"proxy\":{\"connect\":{\"enabled\":true}}}}",
          "client.proxy.connect.enabled"},
         {"{\"client\":{\"user_id_http_header\":\"X-User\"}}", "client.user_id_http_header"},
@@ -564,7 +576,7 @@ static void test_unknown_and_unsupported_warn(void **state)
 
     assert_int_equal(load_json(&cfg,
                                "{\"sse\":{\"enabled\":false},\"admin\":{\"password\":\"p\"},"
-                               "\"proxies\":[],\"engine\":{\"redis\":{\"address\":\"x\"}},"
+                               "\"proxies\":[],\"engine\":{\"redis\":{\"client_name\":\"x\"}},"
                                "\"channel\":{\"namespaces\":[{\"name\":\"ab\","
                                "\"keep_latest_publication\":true,\"map\":{}}]},"
                                "\"uni_websocket\":null}",
@@ -803,6 +815,532 @@ static void test_validate_name(void **state)
     rt_buf_cleanup(&err);
 }
 
+/* ---- engine.redis ---------------------------------------------------------------------- */
+
+static const char redis_doc[] =
+    "{\"engine\": {\"type\": \"redis\", \"redis\": {\n"
+    "  \"address\": [\"redis://10.0.0.1:6379\", \"10.0.0.2:6380\",\n"
+    "              \"redis://u2:p2@10.0.0.3:6381/5?connect_timeout=3s&io_timeout=7s\"],\n"
+    "  \"prefix\": \"app\", \"user\": \"u\", \"password\": \"p\", \"db\": 2,\n"
+    "  \"connect_timeout\": \"2s\", \"io_timeout\": \"500ms\", \"presence_ttl\": \"30s\",\n"
+    "  \"force_resp2\": true, \"history_use_lists\": false, \"cluster_address\": [],\n"
+    "  \"tls\": {\"enabled\": false}}},\n"
+    " \"consumers\": [{\"name\": \"api_stream\", \"type\": \"redis_stream\",\n"
+    "   \"redis_stream\": {\"address\": [\"redis://10.0.0.9:6379/1\"], \"password\": \"cp\",\n"
+    "     \"streams\": [\"s1\", \"s2\"], \"consumer_group\": \"g\", \"num_workers\": 4,\n"
+    "     \"visibility_timeout\": \"10s\", \"payload_value\": \"pl\", \"method_value\": \"m\",\n"
+    "     \"publication_data_mode\": {\"enabled\": true, \"channels_value\": \"ch\",\n"
+    "       \"idempotency_key_value\": \"ik\", \"delta_value\": \"d\", \"version_value\": \"v\",\n"
+    "       \"version_epoch_value\": \"ve\", \"tags_value_prefix\": \"t-\"}}}]}\n";
+
+static void check_redis_doc(const node_config_t *cfg)
+{
+    assert_string_equal(cfg->engine_type, "redis");
+    assert_int_equal(cfg->redis_addresses_count, 3);
+    assert_string_equal(cfg->redis_addresses[0], "redis://10.0.0.1:6379");
+    assert_string_equal(cfg->redis_addresses[1], "10.0.0.2:6380");
+    assert_null(cfg->redis_addresses[3]);
+    assert_string_equal(cfg->redis_prefix, "app");
+    assert_string_equal(cfg->redis_user, "u");
+    assert_string_equal(cfg->redis_password, "p");
+    assert_int_equal(cfg->redis_db, 2);
+    assert_int_equal(cfg->redis_connect_timeout_ms, 2000);
+    assert_int_equal(cfg->redis_io_timeout_ms, 500);
+    assert_int_equal(cfg->redis_presence_ttl_ms, 30000);
+    assert_true(cfg->redis_force_resp2);
+    assert_int_equal(cfg->consumers_count, 1);
+    const node_consumer_t *c = &cfg->consumers[0];
+    assert_string_equal(c->name, "api_stream");
+    assert_false(c->enabled);
+    assert_string_equal(c->type, "redis_stream");
+    assert_int_equal(c->type_id, NODE_CONSUMER_REDIS_STREAM);
+    const node_redis_stream_consumer_t *r = &c->redis_stream;
+    assert_string_equal(r->address, "redis://10.0.0.9:6379/1");
+    assert_string_equal(r->password, "cp");
+    assert_string_equal(r->user, "");
+    assert_int_equal(r->streams_count, 2);
+    assert_string_equal(r->streams[1], "s2");
+    assert_null(r->streams[2]);
+    assert_string_equal(r->consumer_group, "g");
+    assert_int_equal(r->num_workers, 4);
+    assert_int_equal(r->visibility_timeout_ms, 10000);
+    assert_int_equal(r->connect_timeout_ms, 1000);
+    assert_int_equal(r->io_timeout_ms, 4000);
+    assert_string_equal(r->payload_value, "pl");
+    assert_string_equal(r->method_value, "m");
+    assert_true(r->publication_data_mode);
+    assert_string_equal(r->channels_value, "ch");
+    assert_string_equal(r->idempotency_key_value, "ik");
+    assert_string_equal(r->delta_value, "d");
+    assert_string_equal(r->version_value, "v");
+    assert_string_equal(r->version_epoch_value, "ve");
+    assert_string_equal(r->tags_value_prefix, "t-");
+}
+
+static void test_redis_file(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = load_json(&cfg, redis_doc, NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    check_redis_doc(&cfg);
+    /* history_use_lists: false, the empty cluster_address and tls: warnings only. */
+    assert_int_equal(cfg.warnings, 3);
+    node_config_cleanup(&cfg);
+
+    /* A single string is one shard. */
+    assert_int_equal(load_json(&cfg,
+                               "{\"engine\":{\"type\":\"redis\",\"redis\":"
+                               "{\"address\":\"redis://127.0.0.1:7000\"}}}",
+                               NULL, &err),
+                     0);
+    assert_int_equal(cfg.redis_addresses_count, 1);
+    assert_string_equal(cfg.redis_addresses[0], "redis://127.0.0.1:7000");
+    assert_string_equal(cfg.redis_prefix, "rotor");
+    assert_int_equal(cfg.warnings, 0);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+/* The document must fail cleanly at every truncation and load whole. */
+static void test_redis_truncated_at_every_offset(void **state)
+{
+    size_t n = strlen(redis_doc);
+    rt_buf_t err = RT_BUF_INIT;
+    for (size_t i = 0; i + 1 < n; i++) {
+        node_config_t cfg;
+        rt_buf_reset(&err);
+        int rc = node_config_load_buffer(&cfg, "t.json", redis_doc, i, no_env, NULL, 0, &err);
+        if (rc != RT_EINVAL)
+            fail_msg("prefix %zu: rc %d", i, rc);
+        node_config_cleanup(&cfg);
+    }
+    node_config_t cfg;
+    assert_int_equal(node_config_load_buffer(&cfg, "t.json", redis_doc, n, no_env, NULL, 0, &err),
+                     0);
+    check_redis_doc(&cfg);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_redis_env(void **state)
+{
+    char *env[] = {
+        "CENTRIFUGO_ENGINE_TYPE=redis",
+        "CENTRIFUGO_ENGINE_REDIS_ADDRESS=redis://centrifugo:1",
+        "ROTOR_ENGINE_REDIS_ADDRESS= redis://10.0.0.1:6379  10.0.0.2:6380 ",
+        "ROTOR_ENGINE_REDIS_PREFIX=envp",
+        "CENTRIFUGO_ENGINE_REDIS_PASSWORD=pw",
+        "CENTRIFUGO_ENGINE_REDIS_USER=usr",
+        "CENTRIFUGO_ENGINE_REDIS_DB=3",
+        "CENTRIFUGO_ENGINE_REDIS_CONNECT_TIMEOUT=250ms",
+        "CENTRIFUGO_ENGINE_REDIS_IO_TIMEOUT=2s",
+        "CENTRIFUGO_ENGINE_REDIS_PRESENCE_TTL=90s",
+        "CENTRIFUGO_ENGINE_REDIS_HISTORY_USE_LISTS=false",
+        NULL,
+    };
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc =
+        load_json(&cfg, "{\"engine\":{\"redis\":{\"address\":\"redis://file:1\"}}}", env, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_string_equal(cfg.engine_type, "redis");
+    assert_int_equal(cfg.redis_addresses_count, 2);
+    assert_string_equal(cfg.redis_addresses[0], "redis://10.0.0.1:6379");
+    assert_string_equal(cfg.redis_addresses[1], "10.0.0.2:6380");
+    assert_null(cfg.redis_addresses[2]);
+    assert_string_equal(cfg.redis_prefix, "envp");
+    assert_string_equal(cfg.redis_password, "pw");
+    assert_string_equal(cfg.redis_user, "usr");
+    assert_int_equal(cfg.redis_db, 3);
+    assert_int_equal(cfg.redis_connect_timeout_ms, 250);
+    assert_int_equal(cfg.redis_io_timeout_ms, 2000);
+    assert_int_equal(cfg.redis_presence_ttl_ms, 90000);
+    node_config_cleanup(&cfg);
+
+    /* Flags win over the environment. */
+    char *flags[] = {"engine.type=redis", "engine.redis.address=redis://flag:1 redis://flag:2"};
+    rt_buf_reset(&err);
+    rc = node_config_load_buffer(&cfg, NULL, NULL, 0, env, flags, 2, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(cfg.redis_addresses_count, 2);
+    assert_string_equal(cfg.redis_addresses[1], "redis://flag:2");
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void test_redis_errors(void **state)
+{
+    static const struct {
+        const char *json;
+        const char *want;
+    } cases[] = {
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":[\"redis://a:1\",\"redis://"
+         "b:x\"]}}}",
+         "engine.redis.address[1]: "},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"http://a:1\"}}}",
+         "engine.redis.address[0]: "},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"rediss://a:1\"}}}",
+         "engine.redis.address[0]: "},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":[]}}}",
+         "engine.redis.address: must not be empty"},
+        {"{\"engine\":{\"redis\":{\"address\":[1]}}}", "engine.redis.address: must be a string"},
+        {"{\"engine\":{\"redis\":{\"address\":{}}}}", "engine.redis.address: must be a string"},
+        {"{\"engine\":{\"redis\":{\"prefix\":\"\"}}}", "engine.redis.prefix: must not be empty"},
+        {"{\"engine\":{\"redis\":{\"db\":-1}}}", "engine.redis.db: must not be negative"},
+        {"{\"engine\":{\"redis\":{\"db\":\"1\"}}}", "engine.redis.db: must be an integer"},
+        {"{\"engine\":{\"redis\":{\"connect_timeout\":\"0s\"}}}",
+         "engine.redis.connect_timeout: must be positive"},
+        {"{\"engine\":{\"redis\":{\"io_timeout\":\"x\"}}}", "engine.redis.io_timeout"},
+        {"{\"engine\":{\"redis\":{\"presence_ttl\":\"-1s\"}}}", "engine.redis.presence_ttl"},
+        {"{\"engine\":{\"redis\":5}}", "engine.redis: must be an object"},
+        {"{\"engine\":{\"redis\":{\"cluster_address\":[\"a:1,b:2\"]}}}",
+         "engine.redis.cluster_address: Redis Cluster is not supported by this rotor build yet"},
+        {"{\"engine\":{\"redis\":{\"sentinel_address\":[\"a:26379\"]}}}",
+         "engine.redis.sentinel_address: Redis Sentinel is not supported by this rotor build yet"},
+        {"{\"engine\":{\"redis\":{\"sentinel_master_name\":\"mymaster\"}}}",
+         "engine.redis.sentinel_master_name: Redis Sentinel is not supported"},
+        {"{\"engine\":{\"redis\":{\"history_use_lists\":true}}}",
+         "engine.redis.history_use_lists: list history (history_use_lists) is not supported by "
+         "this rotor build yet"},
+        {"{\"engine\":{\"redis\":{\"tls\":{\"enabled\":true}}}}",
+         "engine.redis.tls.enabled: TLS connections to Redis are not supported"},
+        {"{\"engine\":{\"redis\":{\"presence_hash_field_ttl\":true}}}",
+         "engine.redis.presence_hash_field_ttl: not supported"},
+        {"{\"broker\":{\"enabled\":true,\"type\":\"redis\"}}",
+         "broker.enabled: separate broker / presence_manager sections are not supported yet"},
+        {"{\"presence_manager\":{\"enabled\":true}}",
+         "presence_manager.enabled: separate broker / presence_manager sections are not "
+         "supported yet"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(cases[i].json, NULL, cases[i].want);
+
+    char *e1[] = {"CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS=a:1", NULL};
+    expect_error(NULL, e1,
+                 "engine.redis.cluster_address (env CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS)"
+                 ": Redis Cluster");
+    char *e2[] = {"ROTOR_ENGINE_REDIS_SENTINEL_ADDRESS=a:26379", NULL};
+    expect_error(NULL, e2,
+                 "engine.redis.sentinel_address (env ROTOR_ENGINE_REDIS_SENTINEL_ADDRESS)"
+                 ": Redis Sentinel");
+    char *e3[] = {"CENTRIFUGO_ENGINE_REDIS_HISTORY_USE_LISTS=true", NULL};
+    expect_error(NULL, e3, "engine.redis.history_use_lists (env");
+    char *e4[] = {"CENTRIFUGO_ENGINE_TYPE=redis", "CENTRIFUGO_ENGINE_REDIS_ADDRESS=a:1 b:c", NULL};
+    expect_error(NULL, e4, "engine.redis.address[1]: ");
+    char *e5[] = {"CENTRIFUGO_ENGINE_REDIS_ADDRESS=   ", NULL};
+    expect_error(NULL, e5, "engine.redis.address (env CENTRIFUGO_ENGINE_REDIS_ADDRESS): must not");
+    char *e6[] = {"CENTRIFUGO_BROKER_ENABLED=true", NULL};
+    expect_error(NULL, e6, "separate broker / presence_manager sections are not supported yet");
+    char *e7[] = {"CENTRIFUGO_ENGINE_REDIS_TLS_ENABLED=1", NULL};
+    expect_error(NULL, e7, "TLS connections to Redis");
+
+    /* TLS is refused by rds_addr_parse itself; its message comes through. */
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT, direct = RT_BUF_INIT;
+    rds_addr_t a;
+    assert_int_equal(rds_addr_parse("rediss://h:6379", &a, &direct), RT_EINVAL);
+    rds_addr_cleanup(&a);
+    rt_buf_append_byte(&direct, 0);
+    assert_int_equal(
+        load_json(&cfg,
+                  "{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"rediss://h:6379\"}}}",
+                  NULL, &err),
+        RT_EINVAL);
+    rt_buf_append_byte(&err, 0);
+    assert_true(direct.len > 1);
+    assert_non_null(strstr((const char *)err.p, (const char *)direct.p));
+    node_config_cleanup(&cfg);
+
+    /* A memory node does not dial engine.redis, so a bad leftover address is not an error. */
+    assert_int_equal(
+        load_json(&cfg, "{\"engine\":{\"redis\":{\"address\":\"rediss://h\"}}}", NULL, &err), 0);
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+    rt_buf_cleanup(&direct);
+}
+
+static void test_redis_shards(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = load_json(&cfg, redis_doc, NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    rds_addr_t *a = NULL;
+    size_t n = 0;
+    rt_buf_reset(&err);
+    assert_int_equal(node_config_redis_shards(&cfg, &a, &n, &err), 0);
+    assert_int_equal(n, 3);
+    /* engine.redis.* applied where the URL says nothing */
+    assert_string_equal(a[0].host, "10.0.0.1");
+    assert_int_equal(a[0].port, 6379);
+    assert_string_equal(a[0].user, "u");
+    assert_string_equal(a[0].password, "p");
+    assert_int_equal(a[0].db, 2);
+    assert_int_equal(a[0].connect_timeout_ms, 2000);
+    assert_int_equal(a[0].io_timeout_ms, 500);
+    assert_string_equal(a[1].host, "10.0.0.2");
+    assert_int_equal(a[1].port, 6380);
+    assert_string_equal(a[1].password, "p");
+    assert_int_equal(a[1].db, 2);
+    /* the URL's own values win */
+    assert_string_equal(a[2].user, "u2");
+    assert_string_equal(a[2].password, "p2");
+    assert_int_equal(a[2].db, 5);
+    assert_int_equal(a[2].connect_timeout_ms, 3000);
+    assert_int_equal(a[2].io_timeout_ms, 7000);
+    for (size_t i = 0; i < n; i++)
+        rds_addr_cleanup(&a[i]);
+    rt_free(a);
+
+    /* db given as a query option, and an explicit default value, both win too. */
+    node_config_cleanup(&cfg);
+    assert_int_equal(
+        load_json(
+            &cfg,
+            "{\"engine\":{\"type\":\"redis\",\"redis\":{\"db\":4,"
+            "\"io_timeout\":\"9s\",\"address\":["
+            "\"redis://h:1?db=0&io_timeout=4s\",\"redis://h:2/0\","
+            "\"unix:///tmp/r.sock\",\"redis://:a@b@h:3?dial_timeout=5s\",\"REDIS://h:4/7\"]}}}",
+            NULL, &err),
+        0);
+    assert_int_equal(node_config_redis_shards(&cfg, &a, &n, &err), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(a[0].db, 0);
+    assert_int_equal(a[0].io_timeout_ms, 4000);
+    assert_int_equal(a[1].db, 0);
+    assert_int_equal(a[1].io_timeout_ms, 9000);
+    assert_string_equal(a[2].unix_path, "/tmp/r.sock");
+    assert_int_equal(a[2].db, 4);
+    assert_string_equal(a[3].host, "h");
+    assert_string_equal(a[3].password, "a@b");
+    assert_int_equal(a[3].db, 4);
+    assert_int_equal(a[3].connect_timeout_ms, 5000);
+    assert_int_equal(a[3].io_timeout_ms, 9000);
+    assert_int_equal(a[4].db, 7);
+    for (size_t i = 0; i < n; i++)
+        rds_addr_cleanup(&a[i]);
+    rt_free(a);
+
+    /* A config built by hand (not loaded) still gets a message naming the element. */
+    rt_free(cfg.redis_addresses[1]);
+    cfg.redis_addresses[1] = rt_strdup("rediss://h:2");
+    rt_buf_reset(&err);
+    rds_addr_t dummy;
+    a = &dummy; /* must be reset on failure */
+    assert_int_equal(node_config_redis_shards(&cfg, &a, &n, &err), RT_EINVAL);
+    assert_null(a);
+    assert_int_equal(n, 0);
+    rt_buf_append_byte(&err, 0);
+    assert_non_null(strstr((const char *)err.p, "engine.redis.address[1]: "));
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+/* ---- consumers ------------------------------------------------------------------------- */
+
+static void test_consumers(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    /* Defaults of a bare element; other types are kept (never enabled). */
+    int rc = load_json(&cfg,
+                       "{\"consumers\":[{\"name\":\"a1\",\"type\":\"redis_stream\"},"
+                       "{\"name\":\"k1\",\"type\":\"kafka\",\"kafka\":{\"brokers\":[\"x\"]}}]}",
+                       NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(cfg.consumers_count, 2);
+    const node_consumer_t *c = &cfg.consumers[0];
+    assert_false(c->enabled);
+    assert_int_equal(c->type_id, NODE_CONSUMER_REDIS_STREAM);
+    assert_string_equal(c->redis_stream.address, "redis://127.0.0.1:6379");
+    assert_int_equal(c->redis_stream.streams_count, 0);
+    assert_non_null(c->redis_stream.streams);
+    assert_null(c->redis_stream.streams[0]);
+    assert_string_equal(c->redis_stream.consumer_group, "");
+    assert_int_equal(c->redis_stream.visibility_timeout_ms, 30000);
+    assert_int_equal(c->redis_stream.num_workers, 1);
+    assert_int_equal(c->redis_stream.db, 0);
+    assert_string_equal(c->redis_stream.payload_value, "payload");
+    assert_string_equal(c->redis_stream.method_value, "method");
+    assert_false(c->redis_stream.publication_data_mode);
+    assert_string_equal(c->redis_stream.channels_value, "centrifugo-channels");
+    assert_string_equal(c->redis_stream.idempotency_key_value, "centrifugo-idempotency-key");
+    assert_string_equal(c->redis_stream.delta_value, "centrifugo-delta");
+    assert_string_equal(c->redis_stream.version_value, "centrifugo-version");
+    assert_string_equal(c->redis_stream.version_epoch_value, "centrifugo-version-epoch");
+    assert_string_equal(c->redis_stream.tags_value_prefix, "centrifugo-tag-");
+    assert_int_equal(cfg.consumers[1].type_id, NODE_CONSUMER_OTHER);
+    assert_string_equal(cfg.consumers[1].type, "kafka");
+    assert_int_equal(cfg.warnings, 1); /* the kafka object */
+    node_config_cleanup(&cfg);
+
+    /* Environment: the array as JSON, then per-element overrides by name. */
+    char *env[] = {
+        "CENTRIFUGO_CONSUMERS=[{\"name\":\"my_stream\",\"type\":\"redis_stream\"}]",
+        "CENTRIFUGO_CONSUMERS_MY_STREAM_REDIS_STREAM_STREAMS=s1 s2",
+        "ROTOR_CONSUMERS_MY_STREAM_REDIS_STREAM_CONSUMER_GROUP=grp",
+        "CENTRIFUGO_CONSUMERS_MY_STREAM_REDIS_STREAM_ADDRESS=redis://r:1",
+        "CENTRIFUGO_CONSUMERS_MY_STREAM_REDIS_STREAM_NUM_WORKERS=3",
+        "CENTRIFUGO_CONSUMERS_MY_STREAM_REDIS_STREAM_PUBLICATION_DATA_MODE_ENABLED=true",
+        "CENTRIFUGO_CONSUMERS_MY_STREAM_REDIS_STREAM_PUBLICATION_DATA_MODE_CHANNELS_VALUE=chv",
+        NULL,
+    };
+    rc = load_json(&cfg, NULL, env, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(cfg.consumers_count, 1);
+    c = &cfg.consumers[0];
+    assert_string_equal(c->name, "my_stream");
+    assert_int_equal(c->redis_stream.streams_count, 2);
+    assert_string_equal(c->redis_stream.streams[0], "s1");
+    assert_string_equal(c->redis_stream.consumer_group, "grp");
+    assert_string_equal(c->redis_stream.address, "redis://r:1");
+    assert_int_equal(c->redis_stream.num_workers, 3);
+    assert_true(c->redis_stream.publication_data_mode);
+    assert_string_equal(c->redis_stream.channels_value, "chv");
+    assert_int_equal(cfg.warnings, 0);
+    node_config_cleanup(&cfg);
+
+    /* Space-separated names create empty elements (a type is then required). */
+    char *env2[] = {"CENTRIFUGO_CONSUMERS=ab cd", "CENTRIFUGO_CONSUMERS_AB_TYPE=redis_stream",
+                    "CENTRIFUGO_CONSUMERS_CD_TYPE=aws_sqs", NULL};
+    assert_int_equal(load_json(&cfg, NULL, env2, &err), 0);
+    assert_int_equal(cfg.consumers_count, 2);
+    assert_string_equal(cfg.consumers[1].name, "cd");
+    assert_int_equal(cfg.consumers[1].type_id, NODE_CONSUMER_OTHER);
+    node_config_cleanup(&cfg);
+
+    /* An enabled, valid consumer: refused until consumers land, after validation. */
+    const char *on = "{\"consumers\":[{\"name\":\"on\",\"enabled\":true,\"type\":\"redis_stream\","
+                     "\"redis_stream\":{\"streams\":[\"s\"],\"consumer_group\":\"g\"}}]}";
+#if NODE_CONFIG_CONSUMERS_SUPPORTED
+    assert_int_equal(load_json(&cfg, on, NULL, &err), 0);
+    assert_true(cfg.consumers[0].enabled);
+    node_config_cleanup(&cfg);
+#else
+    expect_error(on, NULL, "consumers[0].enabled: consumers are not supported yet");
+#endif
+    rt_buf_cleanup(&err);
+}
+
+static void test_consumer_errors(void **state)
+{
+    static const struct {
+        const char *json;
+        const char *want;
+    } cases[] = {
+        {"{\"consumers\":{}}", "consumers: must be an array"},
+        {"{\"consumers\":[1]}", "consumers[0]: must be an object"},
+        {"{\"consumers\":[{\"name\":\"a-b\",\"type\":\"redis_stream\"}]}",
+         "consumers[0].name: invalid consumer name"},
+        {"{\"consumers\":[{\"type\":\"redis_stream\"}]}", "consumers[0].name"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"kafka\"},{\"name\":\"ab\",\"type\":"
+         "\"kafka\"}]}",
+         "consumers[1].name: duplicate"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis\"}]}",
+         "consumers[0].type: unknown consumer type \"redis\""},
+        {"{\"consumers\":[{\"name\":\"ab\"}]}", "consumers[0].type: unknown consumer type \"\""},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"kafka\",\"enabled\":true}]}",
+         "consumers[0].type: \"kafka\" consumers are not supported by rotor yet"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"enabled\":\"yes\"}]}",
+         "consumers[0].enabled: must be a boolean"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":[]}]}",
+         "consumers[0].redis_stream: must be an object"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\",\"enabled\":true}]}",
+         "consumers[0].redis_stream.streams: required"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\",\"enabled\":true,"
+         "\"redis_stream\":{\"streams\":[\"\"]}}]}",
+         "consumers[0].redis_stream.streams: stream keys must not be empty"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\",\"enabled\":true,"
+         "\"redis_stream\":{\"streams\":[\"s\"]}}]}",
+         "consumers[0].redis_stream.consumer_group: required"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\",\"enabled\":true,"
+         "\"redis_stream\":{\"streams\":[\"s\"],\"consumer_group\":\"g\","
+         "\"publication_data_mode\":{\"enabled\":true,\"channels_value\":\"\"}}}]}",
+         "consumers[0].redis_stream.publication_data_mode.channels_value: required"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\",\"enabled\":true,"
+         "\"redis_stream\":{\"streams\":[\"s\"],\"consumer_group\":\"g\","
+         "\"address\":\"rediss://x:1\"}}]}",
+         "consumers[0].redis_stream.address: "},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"address\":[\"a:1\",\"b:2\"]}}]}",
+         "consumers[0].redis_stream.address: must be exactly one address"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"address\":[]}}]}",
+         "consumers[0].redis_stream.address: must be exactly one address"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"num_workers\":0}}]}",
+         "consumers[0].redis_stream.num_workers: must be >= 1"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"visibility_timeout\":\"0s\"}}]}",
+         "consumers[0].redis_stream.visibility_timeout: must be positive"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"payload_value\":\"\"}}]}",
+         "consumers[0].redis_stream.payload_value: must not be empty"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"streams\":[1]}}]}",
+         "consumers[0].redis_stream.streams: must be a string or an array of strings"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"force_resp2\":1}}]}",
+         "consumers[0].redis_stream.force_resp2: must be a boolean"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"cluster_address\":[\"a:1\"]}}]}",
+         "consumers[0].redis_stream.cluster_address: Redis Cluster is not supported"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"sentinel_address\":[\"a:1\"]}}]}",
+         "consumers[0].redis_stream.sentinel_address: Redis Sentinel is not supported"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"tls\":{\"enabled\":true}}}]}",
+         "consumers[0].redis_stream.tls.enabled: TLS connections to Redis"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(cases[i].json, NULL, cases[i].want);
+
+    char *e1[] = {"CENTRIFUGO_CONSUMERS=[{", NULL};
+    expect_error(NULL, e1, "consumers (env CENTRIFUGO_CONSUMERS): invalid JSON array");
+    char *e2[] = {"CENTRIFUGO_CONSUMERS=ab", "CENTRIFUGO_CONSUMERS_AB_TYPE=redis_stream",
+                  "CENTRIFUGO_CONSUMERS_AB_REDIS_STREAM_NUM_WORKERS=x", NULL};
+    expect_error(NULL, e2,
+                 "consumers[0].redis_stream.num_workers (env "
+                 "CENTRIFUGO_CONSUMERS_AB_REDIS_STREAM_NUM_WORKERS)");
+    char *e3[] = {"CENTRIFUGO_CONSUMERS=ab", "CENTRIFUGO_CONSUMERS_AB_TYPE=redis_stream",
+                  "CENTRIFUGO_CONSUMERS_AB_REDIS_STREAM_ADDRESS=a:1 b:2", NULL};
+    expect_error(NULL, e3, "consumers[0].redis_stream.address (env");
+    char *e4[] = {"CENTRIFUGO_CONSUMERS=ab", "CENTRIFUGO_CONSUMERS_AB_TYPE=redis_stream",
+                  "CENTRIFUGO_CONSUMERS_AB_REDIS_STREAM_SENTINEL_ADDRESS=a:1", NULL};
+    expect_error(NULL, e4, "consumers[0].redis_stream.sentinel_address (env");
+}
+
+static void test_consumer_redis_addr(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = load_json(&cfg, redis_doc, NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    rds_addr_t a;
+    assert_int_equal(node_consumer_redis_addr(&cfg.consumers[0], &a, &err), 0);
+    assert_string_equal(a.host, "10.0.0.9");
+    assert_int_equal(a.db, 1);
+    assert_string_equal(a.password, "cp");
+    assert_string_equal(a.user, "");
+    assert_int_equal(a.connect_timeout_ms, 1000);
+    rds_addr_cleanup(&a);
+
+    rt_free(cfg.consumers[0].redis_stream.address);
+    cfg.consumers[0].redis_stream.address = rt_strdup("rediss://x");
+    rt_buf_reset(&err);
+    assert_int_equal(node_consumer_redis_addr(&cfg.consumers[0], &a, &err), RT_EINVAL);
+    rds_addr_cleanup(&a);
+    rt_buf_append_byte(&err, 0);
+    assert_non_null(strstr((const char *)err.p, "consumers[api_stream].redis_stream.address: "));
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
 static void test_generate(void **state)
 {
     rt_buf_t a = RT_BUF_INIT, b = RT_BUF_INIT, err = RT_BUF_INIT;
@@ -835,6 +1373,11 @@ static void test_default_env_round_trip(void **state)
     assert_non_null(strstr(text, "CENTRIFUGO_LOG_LEVEL=info\n"));
     assert_non_null(strstr(text, "CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_PRESENCE=false\n"));
     assert_non_null(strstr(text, "CENTRIFUGO_SHUTDOWN_DRAIN_DELAY=0s\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_ENGINE_REDIS_ADDRESS=redis://127.0.0.1:6379\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_ENGINE_REDIS_PREFIX=rotor\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_ENGINE_REDIS_IO_TIMEOUT=4s\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_ENGINE_REDIS_PRESENCE_TTL=1m\n"));
+    assert_non_null(strstr(text, "CENTRIFUGO_CONSUMERS=\n"));
 
     char *env[256];
     size_t n = 0;
@@ -897,6 +1440,14 @@ int run_config(void)
         cmocka_unit_test(test_generate),
         cmocka_unit_test(test_default_env_round_trip),
         cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_redis_file),
+        cmocka_unit_test(test_redis_truncated_at_every_offset),
+        cmocka_unit_test(test_redis_env),
+        cmocka_unit_test(test_redis_errors),
+        cmocka_unit_test(test_redis_shards),
+        cmocka_unit_test(test_consumers),
+        cmocka_unit_test(test_consumer_errors),
+        cmocka_unit_test(test_consumer_redis_addr),
     };
     return cmocka_run_group_tests_name("config", tests, quiet_setup, quiet_teardown);
 }

@@ -1,0 +1,887 @@
+/* The Redis broker. Per shard: one pipelined command client (publish scripts, history
+ * reads, control publishes) and one PUB/SUB connection (the channels this node subscribed
+ * to that live on the shard, plus the control channels every shard carries).
+ *
+ *  - subs: the channels this node subscribed to (all shards). It makes subscribe
+ *    idempotent as in the memory broker, lets a failed subscribe be undone without
+ *    touching an existing subscription, and filters messages that arrive after an
+ *    unsubscribe.
+ *  - Requests carry a heap context to their rds callback. rds runs every callback exactly
+ *    once and never inside the initiating call, so the broker adds no deferral of its own;
+ *    freeing the clients on destroy cancels what is pending (RT_ECANCELED).
+ *  - Epochs are generated here (8 random letters) and passed to every script that may
+ *    create the stream meta; the script keeps the stored one when it exists. */
+#include "broker/broker_redis.h"
+#include "broker/broker_redis_internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/pubcodec.h"
+#include "broker/table.h"
+#include "broker_lua.h"
+#include "node/base/alloc.h"
+#include "node/base/assert.h"
+#include "node/base/err.h"
+#include "node/base/log.h"
+#include "node/base/rand.h"
+#include "node/base/time.h"
+
+#define EPOCH_LEN         8
+#define IDEM_TTL_S        "300"
+#define PROBE_INTERVAL_MS 1000
+#define MAX_ARGS          16
+
+typedef struct broker_redis broker_redis_t;
+
+typedef struct shard {
+    broker_redis_t *b; /* borrowed back pointer */
+    size_t index;      /* position in b->shards */
+    rds_client_t *cmd; /* owned */
+    rds_pubsub_t *ps;  /* owned */
+    bool ps_was_up;    /* PUB/SUB was up before: its next up is a resubscribe */
+    char *reason;      /* owned: "redis <addr> unavailable" for ready() */
+} shard_t;
+
+typedef struct sub_chan {
+    broker_table_node_t node; /* key: name below */
+    char name[];              /* channel, NUL-terminated */
+} sub_chan_t;
+
+struct broker_redis {
+    broker_t base;
+    struct ev_loop *loop; /* borrowed */
+    shard_t *shards;      /* owned array of nshards (>= 1) */
+    size_t nshards;
+    char *prefix;        /* owned */
+    char *control_ch;    /* owned: P.control */
+    char *node_ch;       /* owned: P.node.<uid> */
+    broker_table_t subs; /* of sub_chan_t, owned */
+    size_t control_rr;   /* next shard tried for a control publish */
+    rds_script_t publish_stream, publish_idempotent, history_stream;
+    bool closing; /* destroy in progress: new requests fail with RT_ECLOSED */
+    broker_redis_stats_t stats;
+};
+
+static const broker_vtbl_t redis_vtbl;
+static const broker_pos_t zero_pos = {0, {"", 0}};
+
+static broker_redis_t *from_base(broker_t *b)
+{
+    RT_ASSERT(b->vt == &redis_vtbl);
+    return (broker_redis_t *)(void *)b;
+}
+
+/* ---- consistent hashing (SERVER.md §3.13) ---- */
+
+static uint64_t fnv1a64(rt_str_t s)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (size_t i = 0; i < s.n; i++) {
+        h ^= (uint8_t)s.p[i];
+        h *= UINT64_C(1099511628211);
+    }
+    return h;
+}
+
+/* Lamping & Veach, with the floating point of the reference implementations: the spec's
+ * vectors depend on it. */
+static int64_t jump_hash(uint64_t key, int64_t n)
+{
+    int64_t b = -1, j = 0;
+    while (j < n) {
+        b = j;
+        key = key * UINT64_C(2862933555777941757) + 1;
+        j = (int64_t)((double)(b + 1) * (2147483648.0 / (double)((key >> 33) + 1)));
+    }
+    return b;
+}
+
+size_t broker_redis_shard_of(rt_str_t channel, size_t n)
+{
+    if (n <= 1)
+        return 0;
+    return (size_t)jump_hash(fnv1a64(channel), (int64_t)n);
+}
+
+uint64_t broker_redis__fnv1a64(rt_str_t s)
+{
+    return fnv1a64(s);
+}
+
+static shard_t *shard_for(broker_redis_t *b, rt_str_t channel)
+{
+    return &b->shards[broker_redis_shard_of(channel, b->nshards)];
+}
+
+/* ---- command arguments ---- */
+
+/* Arguments built in one buffer; pointers are taken only at the end because the buffer
+ * moves while it grows. */
+typedef struct args {
+    rt_buf_t buf;
+    size_t off[MAX_ARGS];
+    size_t len[MAX_ARGS];
+    int n;
+    const char *argv[MAX_ARGS];
+    size_t argvlen[MAX_ARGS];
+} args_t;
+
+static void args_init(args_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    rt_buf_init(&a->buf);
+}
+
+/* Starts a new argument. */
+static void arg_new(args_t *a)
+{
+    RT_ASSERT(a->n < MAX_ARGS);
+    a->off[a->n] = a->buf.len;
+    a->len[a->n] = 0;
+    a->n++;
+}
+
+/* Appends to the current argument. */
+static void arg_cat(args_t *a, rt_str_t s)
+{
+    if (s.n > 0)
+        rt_buf_append(&a->buf, s.p, s.n);
+    a->len[a->n - 1] += s.n;
+}
+
+static void arg(args_t *a, rt_str_t s)
+{
+    arg_new(a);
+    arg_cat(a, s);
+}
+
+static void arg_u64(args_t *a, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+    arg(a, rt_str_from(tmp, (size_t)n));
+}
+
+/* prefix + infix + channel (+ "." + suffix when suffix is set). */
+static void arg_key(args_t *a, const broker_redis_t *b, const char *infix, rt_str_t channel,
+                    rt_str_t suffix)
+{
+    arg_new(a);
+    arg_cat(a, rt_str_c(b->prefix));
+    arg_cat(a, rt_str_c(infix));
+    arg_cat(a, channel);
+    if (suffix.p != NULL) {
+        arg_cat(a, RT_STR("."));
+        arg_cat(a, suffix);
+    }
+}
+
+static void args_finish(args_t *a)
+{
+    for (int i = 0; i < a->n; i++) {
+        a->argv[i] = (const char *)a->buf.p + a->off[i];
+        a->argvlen[i] = a->len[i];
+    }
+}
+
+static void args_cleanup(args_t *a)
+{
+    rt_buf_cleanup(&a->buf);
+}
+
+static uint64_t ms_to_s(int64_t ms)
+{
+    return ms <= 0 ? 0 : (uint64_t)((ms + 999) / 1000);
+}
+
+/* ---- reply helpers ---- */
+
+static bool reply_u64(const redisReply *r, uint64_t *out)
+{
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer < 0)
+            return false;
+        *out = (uint64_t)r->integer;
+        return true;
+    }
+    if (r->type == REDIS_REPLY_NIL) {
+        *out = 0;
+        return true;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len == 0)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        char c = r->str[i];
+        if (c < '0' || c > '9' || v > (UINT64_MAX - (uint64_t)(c - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(c - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static bool reply_str(const redisReply *r, rt_str_t *out)
+{
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
+        return false;
+    *out = rt_str_from(r->str, r->len);
+    return true;
+}
+
+static bool reply_is(const redisReply *r, const char *s)
+{
+    rt_str_t v;
+    return reply_str(r, &v) && rt_str_eq_c(v, s);
+}
+
+static int log_reply_status(const char *what, int status, const redisReply *r)
+{
+    if (status == RT_EREDIS && r != NULL)
+        RT_LOG_WARN("redis %s failed: %.*s", what, (int)r->len, r->str);
+    else if (status != 0 && status != RT_ECANCELED)
+        RT_LOG_DEBUG("redis %s failed: %s", what, rt_strerror(status));
+    return status;
+}
+
+/* ---- publish ---- */
+
+enum publish_kind { PUBLISH_PLAIN, PUBLISH_IDEMPOTENT, PUBLISH_STREAM };
+
+/* Heap context of one publish, freed by its reply callback. */
+typedef struct publish_ctx {
+    enum publish_kind kind;
+    broker_publish_cb cb; /* may be NULL */
+    void *ud;             /* borrowed, handed back to cb */
+} publish_ctx_t;
+
+static void on_publish_reply(int status, const redisReply *r, void *ud)
+{
+    publish_ctx_t *ctx = ud;
+    broker_publish_cb cb = ctx->cb;
+    void *cb_ud = ctx->ud;
+    enum publish_kind kind = ctx->kind;
+    rt_free(ctx);
+
+    broker_pos_t pos = zero_pos;
+    bool suppressed = false;
+    if (status == 0 && kind == PUBLISH_IDEMPOTENT) {
+        if (r->type == REDIS_REPLY_INTEGER)
+            suppressed = r->integer == 1;
+        else
+            status = RT_EREDIS;
+    } else if (status == 0 && kind == PUBLISH_STREAM) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
+            !reply_u64(r->element[0], &pos.offset) || !reply_str(r->element[1], &pos.epoch)) {
+            RT_LOG_WARN("redis publish: unexpected script reply");
+            status = RT_EREDIS;
+            pos = zero_pos;
+        } else {
+            suppressed = reply_is(r->element[2], "1") || reply_is(r->element[3], "1");
+        }
+    }
+    log_reply_status("publish", status, r);
+    if (cb != NULL)
+        cb(status, status == 0 ? &pos : &zero_pos, status == 0 && suppressed, cb_ud);
+}
+
+static int redis_publish(broker_t *base, const broker_publish_req_t *req, broker_publish_cb cb,
+                         void *ud)
+{
+    broker_redis_t *b = from_base(base);
+    const broker_publish_opts_t *o = &req->opts;
+    rt_str_t channel = req->fields.channel;
+
+    if (b->closing)
+        return RT_ECLOSED;
+    if (channel.n == 0)
+        return RT_EINVAL;
+    shard_t *sh = shard_for(b, channel);
+
+    broker_pub_fields_t f = req->fields;
+    f.time_ms = rt_time_ms();
+    f.offset = 0;
+    f.epoch = RT_STR_NULL;
+    rt_buf_t pub = RT_BUF_INIT;
+    broker_pc_encode_pub(&pub, &f);
+
+    publish_ctx_t *ctx = RT_NEW(publish_ctx_t);
+    ctx->cb = cb;
+    ctx->ud = ud;
+    args_t a;
+    args_init(&a);
+    int rc;
+    bool history = o->history_size > 0 && o->history_ttl_ms > 0;
+    if (history) {
+        char epoch[EPOCH_LEN + 1];
+        rt_random_letters(epoch, EPOCH_LEN);
+        ctx->kind = PUBLISH_STREAM;
+        arg_key(&a, b, ".stream.", channel, RT_STR_NULL);
+        arg_key(&a, b, ".stream.meta.", channel, RT_STR_NULL);
+        /* Without a key the script never touches the result key. */
+        arg_key(&a, b, ".result.", channel,
+                o->idempotency_key.n > 0 ? o->idempotency_key : RT_STR_NULL);
+        arg(&a, rt_buf_str(&pub));
+        arg_u64(&a, (uint64_t)o->history_size);
+        arg_u64(&a, ms_to_s(o->history_ttl_ms));
+        arg_key(&a, b, ".client.", channel, RT_STR_NULL);
+        arg_u64(&a, ms_to_s(o->history_meta_ttl_ms));
+        arg(&a, rt_str_c(epoch));
+        arg(&a, RT_STR("publish"));
+        arg(&a, o->idempotency_key.n > 0 ? RT_STR(IDEM_TTL_S) : RT_STR(""));
+        /* Delta delivery is not negotiated yet: the flag travels inside the publication
+         * (field 8) and the script sends the plain __p1 form. */
+        arg(&a, RT_STR(""));
+        arg_u64(&a, o->version);
+        arg(&a, o->version_epoch);
+        args_finish(&a);
+        rc = rds_client_eval(sh->cmd, &b->publish_stream, 3, a.n, a.argv, a.argvlen,
+                             on_publish_reply, ctx);
+    } else if (o->idempotency_key.n > 0) {
+        ctx->kind = PUBLISH_IDEMPOTENT;
+        arg_key(&a, b, ".result.", channel, o->idempotency_key);
+        arg_key(&a, b, ".client.", channel, RT_STR_NULL);
+        arg(&a, rt_buf_str(&pub));
+        arg(&a, RT_STR(IDEM_TTL_S));
+        arg(&a, RT_STR("publish"));
+        args_finish(&a);
+        rc = rds_client_eval(sh->cmd, &b->publish_idempotent, 1, a.n, a.argv, a.argvlen,
+                             on_publish_reply, ctx);
+    } else {
+        ctx->kind = PUBLISH_PLAIN;
+        arg(&a, RT_STR("PUBLISH"));
+        arg_key(&a, b, ".client.", channel, RT_STR_NULL);
+        arg(&a, rt_buf_str(&pub));
+        args_finish(&a);
+        rc = rds_client_command(sh->cmd, on_publish_reply, ctx, a.n, a.argv, a.argvlen);
+    }
+    args_cleanup(&a);
+    rt_buf_cleanup(&pub);
+    if (rc != 0)
+        rt_free(ctx);
+    return rc;
+}
+
+/* ---- fire-and-forget commands ---- */
+
+static void on_fire_reply(int status, const redisReply *r, void *ud)
+{
+    log_reply_status(ud, status, r);
+}
+
+static int join_leave(broker_t *base, bool join, rt_str_t channel, const broker_client_info_t *info)
+{
+    broker_redis_t *b = from_base(base);
+    if (b->closing)
+        return RT_ECLOSED;
+    if (channel.n == 0 || info == NULL)
+        return RT_EINVAL;
+    rt_buf_t msg = RT_BUF_INIT;
+    if (join)
+        broker_pc_encode_join(&msg, info);
+    else
+        broker_pc_encode_leave(&msg, info);
+    args_t a;
+    args_init(&a);
+    arg(&a, RT_STR("PUBLISH"));
+    arg_key(&a, b, ".client.", channel, RT_STR_NULL);
+    arg(&a, rt_buf_str(&msg));
+    args_finish(&a);
+    int rc = rds_client_command(shard_for(b, channel)->cmd, on_fire_reply,
+                                join ? "join publish" : "leave publish", a.n, a.argv, a.argvlen);
+    args_cleanup(&a);
+    rt_buf_cleanup(&msg);
+    return rc;
+}
+
+static int redis_publish_join(broker_t *base, rt_str_t channel, const broker_client_info_t *info)
+{
+    return join_leave(base, true, channel, info);
+}
+
+static int redis_publish_leave(broker_t *base, rt_str_t channel, const broker_client_info_t *info)
+{
+    return join_leave(base, false, channel, info);
+}
+
+static int redis_control_publish(broker_t *base, rt_str_t target_uid, rt_str_t data)
+{
+    broker_redis_t *b = from_base(base);
+    if (b->closing)
+        return RT_ECLOSED;
+    args_t a;
+    args_init(&a);
+    arg(&a, RT_STR("PUBLISH"));
+    arg_new(&a);
+    arg_cat(&a, rt_str_c(b->prefix));
+    if (target_uid.n == 0) {
+        arg_cat(&a, RT_STR(".control"));
+    } else {
+        arg_cat(&a, RT_STR(".node."));
+        arg_cat(&a, target_uid);
+    }
+    arg(&a, data);
+    args_finish(&a);
+    /* Every node listens on every shard, so any shard that is up will do; rotating spreads
+     * the heartbeat and survey load. */
+    int rc = RT_ECLOSED;
+    for (size_t i = 0; i < b->nshards && rc == RT_ECLOSED; i++) {
+        shard_t *sh = &b->shards[b->control_rr++ % b->nshards];
+        if (rds_client_ready(sh->cmd))
+            rc = rds_client_command(sh->cmd, on_fire_reply, "control publish", a.n, a.argv,
+                                    a.argvlen);
+    }
+    args_cleanup(&a);
+    return rc;
+}
+
+/* ---- history ---- */
+
+typedef struct history_ctx {
+    broker_redis_t *b;    /* borrowed; valid until the callback (destroy cancels first) */
+    broker_history_cb cb; /* may be NULL */
+    void *ud;             /* borrowed, handed back to cb */
+    size_t channel_n;
+    char channel[]; /* NUL-terminated copy: the publications name their channel */
+} history_ctx_t;
+
+/* One stream entry [id, [field, value, ...]] -> offset and the value of field d. */
+static bool parse_entry(const redisReply *e, uint64_t *offset, rt_str_t *payload)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+        return false;
+    const redisReply *id = e->element[0];
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < id->len && id->str[i] != '-'; i++) {
+        char c = id->str[i];
+        if (c < '0' || c > '9' || v > (UINT64_MAX - (uint64_t)(c - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(c - '0');
+    }
+    if (i == 0)
+        return false;
+    const redisReply *kv = e->element[1];
+    for (size_t k = 0; k + 1 < kv->elements; k += 2) {
+        if (reply_is(kv->element[k], "d") && kv->element[k + 1]->type == REDIS_REPLY_STRING) {
+            *offset = v;
+            *payload = rt_str_from(kv->element[k + 1]->str, kv->element[k + 1]->len);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void on_history_reply(int status, const redisReply *r, void *ud)
+{
+    history_ctx_t *ctx = ud;
+    broker_pos_t top = zero_pos;
+    broker_pub_t **pubs = NULL;
+    size_t n = 0;
+
+    if (status == 0 &&
+        (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+         !reply_u64(r->element[0], &top.offset) || !reply_str(r->element[1], &top.epoch) ||
+         (r->elements > 2 && r->element[2]->type != REDIS_REPLY_ARRAY &&
+          r->element[2]->type != REDIS_REPLY_NIL))) {
+        RT_LOG_WARN("redis history: unexpected script reply");
+        status = RT_EREDIS;
+    }
+    log_reply_status("history", status, r);
+    if (status == 0 && r->elements > 2 && r->element[2]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *entries = r->element[2];
+        if (entries->elements > 0)
+            pubs = rt_malloc(entries->elements * sizeof(*pubs));
+        for (size_t i = 0; i < entries->elements; i++) {
+            uint64_t offset;
+            rt_str_t payload;
+            broker_pc_pub_t p;
+            if (!parse_entry(entries->element[i], &offset, &payload) ||
+                broker_pc_decode_pub(payload, &p) != 0) {
+                /* Skipping leaves a hole the node sees as an unrecoverable position. */
+                ctx->b->stats.malformed++;
+                RT_LOG_DEBUG("redis history: malformed entry dropped channel=%s", ctx->channel);
+                continue;
+            }
+            p.fields.channel = rt_str_from(ctx->channel, ctx->channel_n);
+            p.fields.offset = offset;
+            p.fields.epoch = top.epoch;
+            pubs[n++] = broker_pub_new(&p.fields);
+            broker_pc_pub_cleanup(&p);
+        }
+    }
+    if (ctx->cb != NULL) {
+        if (status == 0)
+            ctx->cb(0, pubs, n, &top, ctx->ud);
+        else
+            ctx->cb(status, NULL, 0, &zero_pos, ctx->ud);
+    }
+    for (size_t i = 0; i < n; i++)
+        broker_pub_unref(pubs[i]);
+    rt_free(pubs);
+    rt_free(ctx);
+}
+
+static int redis_history(broker_t *base, const broker_history_req_t *req, broker_history_cb cb,
+                         void *ud)
+{
+    broker_redis_t *b = from_base(base);
+    if (b->closing)
+        return RT_ECLOSED;
+    if (req->channel.n == 0)
+        return RT_EINVAL;
+
+    /* Node-side mapping of the filter (SERVER.md §3.6). */
+    bool include = req->limit != 0;
+    uint64_t start = 0; /* reverse: 0 = from the top */
+    if (req->has_since && !req->reverse) {
+        if (req->since_offset == UINT64_MAX)
+            include = false;
+        else
+            start = req->since_offset + 1;
+    } else if (req->has_since && req->reverse) {
+        if (req->since_offset <= 1)
+            include = false; /* nothing below offset 1 */
+        else
+            start = req->since_offset - 1;
+    }
+
+    char epoch[EPOCH_LEN + 1];
+    rt_random_letters(epoch, EPOCH_LEN);
+    args_t a;
+    args_init(&a);
+    arg_key(&a, b, ".stream.", req->channel, RT_STR_NULL);
+    arg_key(&a, b, ".stream.meta.", req->channel, RT_STR_NULL);
+    arg(&a, include ? RT_STR("1") : RT_STR("0"));
+    arg_u64(&a, start);
+    arg_u64(&a, req->limit > 0 ? (uint64_t)req->limit : 0);
+    arg(&a, req->reverse ? RT_STR("1") : RT_STR("0"));
+    arg_u64(&a, ms_to_s(req->history_meta_ttl_ms));
+    arg(&a, rt_str_c(epoch));
+    arg_u64(&a, req->history_size > 0 ? (uint64_t)req->history_size : 0);
+    args_finish(&a);
+
+    history_ctx_t *ctx = rt_malloc(sizeof(*ctx) + req->channel.n + 1);
+    ctx->b = b;
+    ctx->cb = cb;
+    ctx->ud = ud;
+    ctx->channel_n = req->channel.n;
+    memcpy(ctx->channel, req->channel.p, req->channel.n);
+    ctx->channel[req->channel.n] = '\0';
+    int rc = rds_client_eval(shard_for(b, req->channel)->cmd, &b->history_stream, 2, a.n, a.argv,
+                             a.argvlen, on_history_reply, ctx);
+    args_cleanup(&a);
+    if (rc != 0)
+        rt_free(ctx);
+    return rc;
+}
+
+typedef struct done_ctx {
+    broker_done_cb cb; /* may be NULL */
+    void *ud;          /* borrowed, handed back to cb */
+} done_ctx_t;
+
+static void on_done_reply(int status, const redisReply *r, void *ud)
+{
+    done_ctx_t *ctx = ud;
+    broker_done_cb cb = ctx->cb;
+    void *cb_ud = ctx->ud;
+    rt_free(ctx);
+    log_reply_status("history remove", status, r);
+    if (cb != NULL)
+        cb(status, cb_ud);
+}
+
+static int redis_history_remove(broker_t *base, rt_str_t channel, broker_done_cb cb, void *ud)
+{
+    broker_redis_t *b = from_base(base);
+    if (b->closing)
+        return RT_ECLOSED;
+    if (channel.n == 0)
+        return RT_EINVAL;
+    args_t a;
+    args_init(&a);
+    /* The meta stays: epoch and top survive, positioned clients are not disrupted. */
+    arg(&a, RT_STR("DEL"));
+    arg_key(&a, b, ".stream.", channel, RT_STR_NULL);
+    args_finish(&a);
+    done_ctx_t *ctx = RT_NEW(done_ctx_t);
+    ctx->cb = cb;
+    ctx->ud = ud;
+    int rc =
+        rds_client_command(shard_for(b, channel)->cmd, on_done_reply, ctx, a.n, a.argv, a.argvlen);
+    args_cleanup(&a);
+    if (rc != 0)
+        rt_free(ctx);
+    return rc;
+}
+
+/* ---- subscriptions ---- */
+
+static sub_chan_t *sub_find(broker_redis_t *b, rt_str_t channel)
+{
+    broker_table_node_t *n = broker_table_find(&b->subs, channel);
+    return n ? BROKER_TABLE_ENTRY(n, sub_chan_t, node) : NULL;
+}
+
+static char *pubsub_name(const broker_redis_t *b, rt_str_t channel, size_t *n)
+{
+    rt_buf_t s = RT_BUF_INIT;
+    rt_buf_append_cstr(&s, b->prefix);
+    rt_buf_append_cstr(&s, ".client.");
+    rt_buf_append_str(&s, channel);
+    rt_buf_append_byte(&s, '\0');
+    *n = s.len - 1;
+    return (char *)s.p;
+}
+
+static int redis_subscribe(broker_t *base, rt_str_t channel)
+{
+    broker_redis_t *b = from_base(base);
+    if (b->closing)
+        return RT_ECLOSED;
+    if (channel.n == 0)
+        return RT_EINVAL;
+    if (sub_find(b, channel) != NULL)
+        return 0;
+    shard_t *sh = shard_for(b, channel);
+    /* While reconnecting the subscribe fails at once (the client gets 3004 and retries)
+     * rather than being remembered: the node must not believe it is subscribed. */
+    if (!rds_pubsub_ready(sh->ps))
+        return RT_ECLOSED;
+    size_t n;
+    char *name = pubsub_name(b, channel, &n);
+    int rc = rds_pubsub_subscribe(sh->ps, rt_str_from(name, n));
+    if (rc != 0)
+        (void)rds_pubsub_unsubscribe(sh->ps, rt_str_from(name, n)); /* forget it again */
+    rt_free(name);
+    if (rc != 0)
+        return rc;
+    sub_chan_t *s = rt_calloc(1, sizeof(*s) + channel.n + 1);
+    memcpy(s->name, channel.p, channel.n);
+    s->node.key = rt_str_from(s->name, channel.n);
+    broker_table_insert(&b->subs, &s->node);
+    return 0;
+}
+
+static int redis_unsubscribe(broker_t *base, rt_str_t channel)
+{
+    broker_redis_t *b = from_base(base);
+    if (b->closing)
+        return RT_ECLOSED;
+    sub_chan_t *s = sub_find(b, channel);
+    if (s == NULL)
+        return 0;
+    size_t n;
+    char *name = pubsub_name(b, channel, &n);
+    int rc = rds_pubsub_unsubscribe(shard_for(b, channel)->ps, rt_str_from(name, n));
+    rt_free(name);
+    /* While down the set forgets the channel, which is all that is needed: it is not
+     * resubscribed. Any other failure keeps it so the node's retry reaches Redis. */
+    if (rc != 0 && rc != RT_ECLOSED)
+        return rc;
+    broker_table_remove(&b->subs, &s->node);
+    rt_free(s);
+    return 0;
+}
+
+/* ---- PUB/SUB dispatch ---- */
+
+static void deliver(broker_redis_t *b, rt_str_t channel, rt_str_t payload)
+{
+    const broker_sink_t *sink = &b->base.sink;
+    broker_pc_msg_t m;
+    if (broker_pc_decode_msg(payload, &m) != 0) {
+        b->stats.malformed++;
+        RT_LOG_DEBUG("redis pubsub: malformed message dropped channel=" RT_STR_FMT " bytes=%zu",
+                     RT_STR_ARG(channel), payload.n);
+        return;
+    }
+    switch (m.kind) {
+    case BROKER_PC_PUBLICATION: {
+        m.pub.fields.channel = channel;
+        broker_pub_t *pub = broker_pub_new(&m.pub.fields);
+        broker_pc_msg_cleanup(&m);
+        if (sink->on_publication != NULL)
+            sink->on_publication(sink->ud, pub);
+        broker_pub_unref(pub);
+        return;
+    }
+    case BROKER_PC_JOIN:
+        if (sink->on_join != NULL)
+            sink->on_join(sink->ud, channel, &m.info);
+        break;
+    case BROKER_PC_LEAVE:
+        if (sink->on_leave != NULL)
+            sink->on_leave(sink->ud, channel, &m.info);
+        break;
+    }
+    broker_pc_msg_cleanup(&m);
+}
+
+static void on_pubsub_message(void *ud, rt_str_t ps_channel, rt_str_t payload)
+{
+    shard_t *sh = ud;
+    broker_redis_t *b = sh->b;
+    if (b->closing)
+        return;
+    if (rt_str_eq_c(ps_channel, b->control_ch) || rt_str_eq_c(ps_channel, b->node_ch)) {
+        if (b->base.sink.on_control != NULL)
+            b->base.sink.on_control(b->base.sink.ud, payload);
+        return;
+    }
+    size_t pn = strlen(b->prefix);
+    if (ps_channel.n <= pn + 8 || memcmp(ps_channel.p, b->prefix, pn) != 0 ||
+        memcmp(ps_channel.p + pn, ".client.", 8) != 0)
+        return; /* service channels and probes */
+    rt_str_t channel = rt_str_from(ps_channel.p + pn + 8, ps_channel.n - pn - 8);
+    if (sub_find(b, channel) == NULL) {
+        b->stats.unsubscribed++;
+        return; /* arrived after the unsubscribe */
+    }
+    deliver(b, channel, payload);
+}
+
+static void on_pubsub_state(void *ud, bool up)
+{
+    shard_t *sh = ud;
+    broker_redis_t *b = sh->b;
+    if (b->closing)
+        return;
+    if (!up) {
+        RT_LOG_INFO("redis pubsub down shard=%zu reason=\"%s\"", sh->index, sh->reason);
+        return;
+    }
+    bool again = sh->ps_was_up;
+    sh->ps_was_up = true;
+    if (again) {
+        RT_LOG_INFO("redis pubsub resubscribed shard=%zu", sh->index);
+        b->stats.resubscribes++;
+        if (b->base.sink.on_resubscribed != NULL)
+            b->base.sink.on_resubscribed(b->base.sink.ud);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+static bool redis_ready(broker_t *base, const char **reason)
+{
+    broker_redis_t *b = from_base(base);
+    for (size_t i = 0; i < b->nshards; i++) {
+        shard_t *sh = &b->shards[i];
+        if (!rds_client_ready(sh->cmd) || !rds_pubsub_ready(sh->ps)) {
+            if (reason != NULL)
+                *reason = sh->reason;
+            return false;
+        }
+    }
+    if (reason != NULL)
+        *reason = NULL;
+    return true;
+}
+
+static void redis_destroy(broker_t *base)
+{
+    broker_redis_t *b = from_base(base);
+    if (b->closing)
+        return; /* called again from a cancellation callback */
+    b->closing = true;
+    /* Pending callbacks run with RT_ECANCELED inside these frees and see a broker that
+     * refuses new work. */
+    for (size_t i = 0; i < b->nshards; i++) {
+        rds_pubsub_free(b->shards[i].ps);
+        rds_client_free(b->shards[i].cmd);
+    }
+    for (size_t i = 0; i < b->nshards; i++)
+        rt_free(b->shards[i].reason);
+    rt_free(b->shards);
+
+    broker_table_iter_t it;
+    broker_table_iter_init(&it, &b->subs);
+    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
+        broker_table_remove(&b->subs, n);
+        rt_free(BROKER_TABLE_ENTRY(n, sub_chan_t, node));
+    }
+    broker_table_cleanup(&b->subs);
+    rt_free(b->prefix);
+    rt_free(b->control_ch);
+    rt_free(b->node_ch);
+    rt_free(b);
+}
+
+static const broker_vtbl_t redis_vtbl = {
+    .subscribe = redis_subscribe,
+    .unsubscribe = redis_unsubscribe,
+    .publish = redis_publish,
+    .publish_join = redis_publish_join,
+    .publish_leave = redis_publish_leave,
+    .history = redis_history,
+    .history_remove = redis_history_remove,
+    .control_publish = redis_control_publish,
+    .ready = redis_ready,
+    .destroy = redis_destroy,
+};
+
+static char *concat(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    char *s = rt_malloc(na + nb + 1);
+    memcpy(s, a, na);
+    memcpy(s + na, b, nb + 1);
+    return s;
+}
+
+broker_t *broker_redis_new(struct ev_loop *loop, const broker_sink_t *sink,
+                           const broker_redis_opts_t *opts)
+{
+    RT_ASSERT(opts->nshards > 0 && opts->shards != NULL);
+    broker_redis_t *b = RT_NEW(broker_redis_t);
+    b->base.vt = &redis_vtbl;
+    if (sink != NULL)
+        b->base.sink = *sink;
+    b->loop = loop;
+    b->prefix = rt_strdup(opts->prefix != NULL && opts->prefix[0] ? opts->prefix : "rotor");
+    b->control_ch = concat(b->prefix, ".control");
+    char *node_prefix = concat(b->prefix, ".node.");
+    b->node_ch = concat(node_prefix, opts->node_uid != NULL ? opts->node_uid : "");
+    rt_free(node_prefix);
+    broker_table_init(&b->subs);
+    rds_script_init(&b->publish_stream, "publish_stream", broker_publish_stream);
+    rds_script_init(&b->publish_idempotent, "publish_idempotent", broker_publish_idempotent);
+    rds_script_init(&b->history_stream, "history_stream", broker_history_stream);
+
+    b->nshards = opts->nshards;
+    b->shards = rt_calloc(b->nshards, sizeof(*b->shards));
+    for (size_t i = 0; i < b->nshards; i++) {
+        shard_t *sh = &b->shards[i];
+        sh->b = b;
+        sh->index = i;
+        rt_buf_t reason = RT_BUF_INIT;
+        rt_buf_printf(&reason, "redis %s unavailable", rds_addr_name(&opts->shards[i]));
+        rt_buf_append_byte(&reason, '\0');
+        sh->reason = (char *)reason.p;
+
+        rds_client_opts_t co;
+        rds_client_opts_default(&co);
+        sh->cmd = rds_client_new(loop, &opts->shards[i], &co);
+        rds_pubsub_handler_t h = {
+            .on_message = on_pubsub_message, .on_state = on_pubsub_state, .ud = sh};
+        sh->ps = rds_pubsub_new(loop, &opts->shards[i], &h, PROBE_INTERVAL_MS);
+        /* Control channels live on every shard. Down at start is the normal case: the set
+         * remembers them and they are subscribed once the connection is up. */
+        int rc = rds_pubsub_subscribe(sh->ps, rt_str_c(b->control_ch));
+        if (rc == 0 || rc == RT_ECLOSED)
+            rc = rds_pubsub_subscribe(sh->ps, rt_str_c(b->node_ch));
+        if (rc != 0 && rc != RT_ECLOSED)
+            RT_LOG_ERROR("redis control subscribe failed shard=%zu: %s", i, rt_strerror(rc));
+    }
+    return &b->base;
+}
+
+void broker_redis__stats(broker_t *base, broker_redis_stats_t *out)
+{
+    *out = from_base(base)->stats;
+}

@@ -1,0 +1,22 @@
+/* Redis broker internals shared with its tests (and, later, node/ metrics if the lead
+ * moves the stats into broker_redis.h). Engine loop only. */
+#ifndef RT_BROKER_REDIS_INTERNAL_H
+#define RT_BROKER_REDIS_INTERNAL_H
+
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "node/base/str.h"
+
+typedef struct broker_redis_stats {
+    uint64_t malformed;    /* PUB/SUB messages and stream entries that failed to decode */
+    uint64_t unsubscribed; /* messages for channels no longer subscribed (dropped) */
+    uint64_t resubscribes; /* PUB/SUB connections that came back after being down */
+} broker_redis_stats_t;
+
+/* Copies the counters of b (from broker_redis_new()) into out. */
+void broker_redis__stats(broker_t *b, broker_redis_stats_t *out);
+/* FNV-1a 64-bit of s (SERVER.md §3.13), exposed for the spec's test vectors. */
+uint64_t broker_redis__fnv1a64(rt_str_t s);
+
+#endif

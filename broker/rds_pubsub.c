@@ -1,0 +1,395 @@
+/* The PUB/SUB connection: a hash set of wanted channels, SUBSCRIBE/UNSUBSCRIBE batched
+ * per loop iteration by an ev_prepare flush, a full resubscribe after every reconnect, and
+ * a liveness probe.
+ *
+ * The probe is a repeated PSUBSCRIBE of a private pattern, not a PING. hiredis 0.14 files a
+ * PING sent in subscribed mode under its "invalid" callback list, but routes the ["pong",
+ * ""] answer through the pattern table (it takes the leading 'p' for a pattern reply), so
+ * the PING callback never runs and the list grows by one entry per probe until the
+ * connection closes. Re-subscribing the same pattern is idempotent on the server, always
+ * answers, and hiredis keeps one table entry for it. The pattern subscription also keeps
+ * the connection in subscribed mode while the channel set is empty. */
+#include "broker/rds.h"
+
+#include <string.h>
+
+#include "broker/rds_internal.h"
+#include "node/base/alloc.h"
+#include "node/base/err.h"
+#include "node/base/log.h"
+
+#define BATCH_CHANNELS 1000
+#define PROBE_PATTERN  "__rds_probe__"
+
+typedef struct chan {
+    struct chan *next;       /* bucket chain, or the pending-unsubscribe list */
+    struct chan *dirty_prev; /* dirty list links, valid while dirty */
+    struct chan *dirty_next;
+    bool dirty;         /* in the set, not yet subscribed on this connection */
+    bool sent;          /* SUBSCRIBE issued on the current connection */
+    unsigned long hash; /* rt_str_hash of the name */
+    size_t n;
+    char name[]; /* n bytes (binary safe) + NUL */
+} chan_t;
+
+struct rds_pubsub {
+    rds__link_t link; /* first member: ops callbacks cast the link back */
+    rds_pubsub_handler_t h;
+    int64_t probe_interval_ms;
+    chan_t **buckets; /* owned, nbuckets (a power of two) chains of owned entries */
+    size_t nbuckets;
+    size_t count;
+    chan_t *dirty;           /* borrowed from the set: to SUBSCRIBE at the next flush */
+    chan_t *unsub;           /* owned, out of the set: to UNSUBSCRIBE at the next flush */
+    bool up;                 /* every channel of the set is subscribed on this connection */
+    size_t sync_left;        /* confirmations outstanding before up */
+    bool probing;            /* a probe is on the wire */
+    ev_prepare flush_w;      /* active while dirty or unsub is non-empty */
+    ev_timer probe_timer;    /* repeating probe_interval_ms while up */
+    ev_timer deadline_timer; /* io_timeout for the resubscribe or the probe in flight */
+};
+
+static chan_t **slot(rds_pubsub_t *p, rt_str_t name, unsigned long hash)
+{
+    chan_t **s = &p->buckets[hash & (p->nbuckets - 1)];
+    while (*s != NULL && !((*s)->hash == hash && rt_str_eq(rt_str_from((*s)->name, (*s)->n), name)))
+        s = &(*s)->next;
+    return s;
+}
+
+static void grow(rds_pubsub_t *p)
+{
+    size_t nb = p->nbuckets * 2;
+    chan_t **b = rt_calloc(nb, sizeof(*b));
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        chan_t *e = p->buckets[i];
+        while (e != NULL) {
+            chan_t *next = e->next;
+            e->next = b[e->hash & (nb - 1)];
+            b[e->hash & (nb - 1)] = e;
+            e = next;
+        }
+    }
+    rt_free(p->buckets);
+    p->buckets = b;
+    p->nbuckets = nb;
+}
+
+static void dirty_add(rds_pubsub_t *p, chan_t *e)
+{
+    e->dirty = true;
+    e->dirty_prev = NULL;
+    e->dirty_next = p->dirty;
+    if (p->dirty != NULL)
+        p->dirty->dirty_prev = e;
+    p->dirty = e;
+}
+
+static void dirty_remove(rds_pubsub_t *p, chan_t *e)
+{
+    if (!e->dirty)
+        return;
+    if (e->dirty_prev != NULL)
+        e->dirty_prev->dirty_next = e->dirty_next;
+    else
+        p->dirty = e->dirty_next;
+    if (e->dirty_next != NULL)
+        e->dirty_next->dirty_prev = e->dirty_prev;
+    e->dirty = false;
+}
+
+static void free_list(chan_t *e)
+{
+    while (e != NULL) {
+        chan_t *next = e->next;
+        rt_free(e);
+        e = next;
+    }
+}
+
+/* The connection is new or gone: nothing is subscribed on it. */
+static void forget_connection_state(rds_pubsub_t *p)
+{
+    free_list(p->unsub);
+    p->unsub = NULL;
+    while (p->dirty != NULL)
+        dirty_remove(p, p->dirty);
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        for (chan_t *e = p->buckets[i]; e != NULL; e = e->next)
+            e->sent = false;
+    }
+    ev_prepare_stop(p->link.loop, &p->flush_w);
+}
+
+static void send_batch(rds_pubsub_t *p, const char *cmd, chan_t **items, size_t n)
+{
+    const char *argv[BATCH_CHANNELS + 1];
+    size_t lens[BATCH_CHANNELS + 1];
+    argv[0] = cmd;
+    lens[0] = strlen(cmd);
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = items[i]->name;
+        lens[i + 1] = items[i]->n;
+    }
+    int rc = rds__link_send(&p->link, (int)n + 1, argv, lens);
+    if (rc != 0)
+        RT_LOG_DEBUG("redis %s not sent addr=%s channels=%zu err=%s", cmd,
+                     rds_addr_name(&p->link.addr), n, rt_strerror(rc));
+}
+
+static int send_probe(rds_pubsub_t *p)
+{
+    return rds__link_send(&p->link, 2, (const char *[]){"PSUBSCRIBE", PROBE_PATTERN},
+                          (const size_t[]){10, sizeof(PROBE_PATTERN) - 1});
+}
+
+static void start_deadline(rds_pubsub_t *p)
+{
+    ev_timer_stop(p->link.loop, &p->deadline_timer);
+    ev_timer_set(&p->deadline_timer, (double)p->link.addr.io_timeout_ms / 1000.0, 0.0);
+    ev_timer_start(p->link.loop, &p->deadline_timer);
+}
+
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    rds_pubsub_t *p = w->data;
+    chan_t *items[BATCH_CHANNELS];
+    size_t n = 0;
+    ev_prepare_stop(loop, w);
+    /* Unsubscribes first: a channel dropped and re-added in one iteration ends up
+     * subscribed. */
+    chan_t *u = p->unsub;
+    p->unsub = NULL;
+    for (chan_t *e = u; e != NULL; e = e->next) {
+        items[n++] = e;
+        if (n == BATCH_CHANNELS || e->next == NULL) {
+            send_batch(p, "UNSUBSCRIBE", items, n);
+            n = 0;
+        }
+    }
+    free_list(u);
+    while (p->dirty != NULL) {
+        chan_t *e = p->dirty;
+        dirty_remove(p, e);
+        e->sent = true;
+        items[n++] = e;
+        if (n == BATCH_CHANNELS || p->dirty == NULL) {
+            send_batch(p, "SUBSCRIBE", items, n);
+            n = 0;
+        }
+    }
+}
+
+static void schedule_flush(rds_pubsub_t *p)
+{
+    if (!ev_is_active(&p->flush_w))
+        ev_prepare_start(p->link.loop, &p->flush_w);
+}
+
+static void on_probe_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rds_pubsub_t *p = w->data;
+    if (!p->up || p->probing)
+        return;
+    if (send_probe(p) == 0) {
+        p->probing = true;
+        start_deadline(p);
+    }
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rds_pubsub_t *p = w->data;
+    RT_LOG_WARN("redis pubsub %s timed out addr=%s io_timeout_ms=%lld",
+                p->up ? "probe" : "resubscribe", rds_addr_name(&p->link.addr),
+                (long long)p->link.addr.io_timeout_ms);
+    rds__link_drop(&p->link, RT_ETIMEOUT);
+}
+
+static void pubsub_on_up(rds__link_t *l)
+{
+    rds_pubsub_t *p = (rds_pubsub_t *)l;
+    forget_connection_state(p);
+    p->up = false;
+    p->probing = false;
+    p->sync_left = 0;
+    if (send_probe(p) != 0)
+        return;
+    p->sync_left = 1;
+    chan_t *items[BATCH_CHANNELS];
+    size_t n = 0, left = p->count;
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        for (chan_t *e = p->buckets[i]; e != NULL; e = e->next) {
+            e->sent = true;
+            items[n++] = e;
+            left--;
+            if (n == BATCH_CHANNELS || left == 0) {
+                send_batch(p, "SUBSCRIBE", items, n);
+                p->sync_left += n;
+                n = 0;
+            }
+        }
+    }
+    RT_LOG_DEBUG("redis pubsub resubscribing addr=%s channels=%zu", rds_addr_name(&l->addr),
+                 p->count);
+    start_deadline(p);
+}
+
+static void pubsub_on_down(rds__link_t *l, int status)
+{
+    rds_pubsub_t *p = (rds_pubsub_t *)l;
+    bool was_up = p->up;
+    p->up = false;
+    p->probing = false;
+    p->sync_left = 0;
+    ev_timer_stop(l->loop, &p->probe_timer);
+    ev_timer_stop(l->loop, &p->deadline_timer);
+    forget_connection_state(p);
+    if (was_up && p->h.on_state != NULL)
+        p->h.on_state(p->h.ud, false);
+}
+
+static void synced(rds_pubsub_t *p)
+{
+    p->up = true;
+    ev_timer_stop(p->link.loop, &p->deadline_timer);
+    ev_timer_set(&p->probe_timer, (double)p->probe_interval_ms / 1000.0,
+                 (double)p->probe_interval_ms / 1000.0);
+    ev_timer_start(p->link.loop, &p->probe_timer);
+    RT_LOG_INFO("redis pubsub subscribed addr=%s channels=%zu", rds_addr_name(&p->link.addr),
+                p->count);
+    if (p->h.on_state != NULL)
+        p->h.on_state(p->h.ud, true);
+}
+
+static rt_str_t elem_str(const redisReply *r, size_t i)
+{
+    const redisReply *e = r->element[i];
+    if (e == NULL || (e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_STATUS))
+        return RT_STR_NULL;
+    return rt_str_from(e->str, e->len);
+}
+
+static void pubsub_on_reply(rds__link_t *l, redisReply *r)
+{
+    rds_pubsub_t *p = (rds_pubsub_t *)l;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+        RT_LOG_DEBUG("redis pubsub unexpected reply addr=%s type=%d", rds_addr_name(&l->addr),
+                     r->type);
+        return;
+    }
+    rt_str_t kind = elem_str(r, 0);
+    if (rt_str_eq_c(kind, "message")) {
+        if (r->elements < 3)
+            return;
+        rt_str_t ch = elem_str(r, 1);
+        /* Messages still in flight for a channel we already dropped are not wanted. */
+        if (p->h.on_message != NULL && *slot(p, ch, rt_str_hash(ch)) != NULL)
+            p->h.on_message(p->h.ud, ch, elem_str(r, 2));
+    } else if (rt_str_eq_c(kind, "subscribe") || rt_str_eq_c(kind, "psubscribe") ||
+               rt_str_eq_c(kind, "pong")) {
+        /* Replies come in order: the resubscribe's confirmations precede anything sent
+         * after it, and probes only start once it is complete. */
+        if (p->sync_left > 0) {
+            if (--p->sync_left == 0)
+                synced(p);
+        } else if (!rt_str_eq_c(kind, "subscribe") && p->probing) {
+            p->probing = false;
+            ev_timer_stop(l->loop, &p->deadline_timer);
+        }
+    }
+}
+
+static const rds__link_ops_t pubsub_ops = {
+    .on_up = pubsub_on_up,
+    .on_down = pubsub_on_down,
+    .on_reply = pubsub_on_reply,
+};
+
+rds_pubsub_t *rds_pubsub_new(struct ev_loop *loop, const rds_addr_t *addr,
+                             const rds_pubsub_handler_t *h, int64_t probe_interval_ms)
+{
+    rds_pubsub_t *p = RT_NEW(rds_pubsub_t);
+    p->h = *h;
+    p->probe_interval_ms = probe_interval_ms > 0 ? probe_interval_ms : 1000;
+    p->nbuckets = 64;
+    p->buckets = rt_calloc(p->nbuckets, sizeof(*p->buckets));
+    ev_prepare_init(&p->flush_w, on_flush);
+    p->flush_w.data = p;
+    ev_init(&p->probe_timer, on_probe_timer);
+    p->probe_timer.data = p;
+    ev_init(&p->deadline_timer, on_deadline);
+    p->deadline_timer.data = p;
+    rds__link_init(&p->link, loop, addr, &pubsub_ops, "pubsub", 100, 5000);
+    return p;
+}
+
+void rds_pubsub_free(rds_pubsub_t *p)
+{
+    if (p == NULL)
+        return;
+    struct ev_loop *loop = p->link.loop;
+    ev_prepare_stop(loop, &p->flush_w);
+    ev_timer_stop(loop, &p->probe_timer);
+    ev_timer_stop(loop, &p->deadline_timer);
+    rds__link_cleanup(&p->link);
+    free_list(p->unsub);
+    for (size_t i = 0; i < p->nbuckets; i++)
+        free_list(p->buckets[i]);
+    rt_free(p->buckets);
+    rt_free(p);
+}
+
+bool rds_pubsub_ready(const rds_pubsub_t *p)
+{
+    return p->up;
+}
+
+int rds_pubsub_subscribe(rds_pubsub_t *p, rt_str_t channel)
+{
+    unsigned long hash = rt_str_hash(channel);
+    chan_t **s = slot(p, channel, hash);
+    if (*s == NULL) {
+        chan_t *e = rt_malloc(sizeof(*e) + channel.n + 1);
+        memset(e, 0, sizeof(*e));
+        e->hash = hash;
+        e->n = channel.n;
+        if (channel.n > 0)
+            memcpy(e->name, channel.p, channel.n);
+        e->name[channel.n] = '\0';
+        *s = e;
+        p->count++;
+        /* While the link is down the set itself is what gets sent after reconnecting. */
+        if (p->link.up) {
+            dirty_add(p, e);
+            schedule_flush(p);
+        }
+        if (p->count > p->nbuckets)
+            grow(p);
+    }
+    return p->up ? 0 : RT_ECLOSED;
+}
+
+int rds_pubsub_unsubscribe(rds_pubsub_t *p, rt_str_t channel)
+{
+    chan_t **s = slot(p, channel, rt_str_hash(channel));
+    chan_t *e = *s;
+    if (e == NULL)
+        return 0;
+    *s = e->next;
+    p->count--;
+    dirty_remove(p, e);
+    if (e->sent && p->link.up) {
+        e->next = p->unsub;
+        p->unsub = e;
+        schedule_flush(p);
+    } else {
+        rt_free(e);
+    }
+    return 0;
+}
+
+size_t rds_pubsub_count(const rds_pubsub_t *p)
+{
+    return p->count;
+}

@@ -1,0 +1,175 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker/rds.h"
+#include "node/base/err.h"
+
+typedef struct valid_case {
+    const char *url;
+    const char *host;
+    int port;
+    const char *unix_path;
+    const char *user;
+    const char *password;
+    int db;
+    int64_t connect_ms;
+    int64_t io_ms;
+    const char *name;
+} valid_case_t;
+
+static const valid_case_t valid[] = {
+    {"localhost:6379", "localhost", 6379, "", "", "", 0, 1000, 4000, "localhost:6379"},
+    {"127.0.0.1", "127.0.0.1", 6379, "", "", "", 0, 1000, 4000, "127.0.0.1:6379"},
+    {"10.0.0.5:7000", "10.0.0.5", 7000, "", "", "", 0, 1000, 4000, "10.0.0.5:7000"},
+    {"[::1]:7001", "::1", 7001, "", "", "", 0, 1000, 4000, "[::1]:7001"},
+    {"redis://localhost", "localhost", 6379, "", "", "", 0, 1000, 4000, "localhost:6379"},
+    {"REDIS://h:1", "h", 1, "", "", "", 0, 1000, 4000, "h:1"},
+    {"redis://h:1234/3", "h", 1234, "", "", "", 3, 1000, 4000, "h:1234"},
+    {"redis://h:1234/", "h", 1234, "", "", "", 0, 1000, 4000, "h:1234"},
+    {"redis://[::1]:6390/2", "::1", 6390, "", "", "", 2, 1000, 4000, "[::1]:6390"},
+    {"redis://user:p%40ss@h:1/2?connect_timeout=250ms&io_timeout=2s", "h", 1, "", "user", "p@ss", 2,
+     250, 2000, "h:1"},
+    {"redis://:secret@h", "h", 6379, "", "", "secret", 0, 1000, 4000, "h:6379"},
+    {"redis://u@h", "h", 6379, "", "u", "", 0, 1000, 4000, "h:6379"},
+    {"redis://u:a:b@c@h:2", "h", 2, "", "u", "a:b@c", 0, 1000, 4000, "h:2"},
+    {"tcp://h:6380?db=5", "h", 6380, "", "", "", 5, 1000, 4000, "h:6380"},
+    {"redis://h?io_timeout=1m30s&force_resp2=true&tls_enabled=false", "h", 6379, "", "", "", 0,
+     1000, 90000, "h:6379"},
+    {"redis://h:1/1?db=4", "h", 1, "", "", "", 4, 1000, 4000, "h:1"},
+    {"unix:///tmp/redis.sock", "", 6379, "/tmp/redis.sock", "", "", 0, 1000, 4000,
+     "/tmp/redis.sock"},
+    {"unix://u:pw@/var/run/r.sock?db=1&connect_timeout=3s", "", 6379, "/var/run/r.sock", "u", "pw",
+     1, 3000, 4000, "/var/run/r.sock"},
+    {"unix://:pw@/r%20s.sock", "", 6379, "/r s.sock", "", "pw", 0, 1000, 4000, "/r s.sock"},
+};
+
+typedef struct invalid_case {
+    const char *url;
+    const char *msg; /* expected substring of the error */
+} invalid_case_t;
+
+static const invalid_case_t invalid[] = {
+    {"", "empty"},
+    {"rediss://h:1", "TLS needs hiredis >= 1.0; Debian 12 ships 0.14"},
+    {"rediss+sentinel://h:1?sentinel_master_name=m", "TLS"},
+    {"redis://h?tls_enabled=true", "TLS"},
+    {"redis+cluster://h:1?addr=h2:2", "Cluster"},
+    {"redis+sentinel://h:26379?sentinel_master_name=m", "Sentinel"},
+    {"http://h:1", "unknown scheme"},
+    {"h:0", "port"},
+    {"h:65536", "port"},
+    {"h:abc", "port"},
+    {"h:", "port"},
+    {":6379", "host"},
+    {"redis://", "host"},
+    {"redis://:pw@:1", "host"},
+    {"redis://h:1/x", "db"},
+    {"redis://h:1/-1", "db"},
+    {"redis://h:1/99999999999", "db"},
+    {"redis://h?db=", "db"},
+    {"redis://h?io_timeout=abc", "io_timeout"},
+    {"redis://h?io_timeout=0", "io_timeout"},
+    {"redis://h?connect_timeout=-1s", "connect_timeout"},
+    {"redis://h?bogus=1", "unsupported option"},
+    {"redis://h?addr=h2:1", "unsupported option"},
+    {"unix://relative.sock", "absolute"},
+    {"unix://", "absolute"},
+    {"::1:6379", "brackets"},
+    {"[::1", "unterminated"},
+    {"[::1]x", "junk"},
+    {"redis://p%zz@h", "percent"},
+    {"redis://u:p%00@h", "percent"},
+    {"h/0", "neither"},
+    {"u@h:1", "neither"},
+    {"redis://h h:1", "host"},
+};
+
+static void check_valid(const valid_case_t *v)
+{
+    rds_addr_t a;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = rds_addr_parse(v->url, &a, &err);
+    if (rc != 0)
+        print_error("%s: %.*s\n", v->url, (int)err.len, (const char *)err.p);
+    assert_int_equal(rc, 0);
+    assert_int_equal(err.len, 0);
+    assert_string_equal(a.host, v->host);
+    assert_int_equal(a.port, v->port);
+    assert_string_equal(a.unix_path, v->unix_path);
+    assert_string_equal(a.user, v->user);
+    assert_string_equal(a.password, v->password);
+    assert_int_equal(a.db, v->db);
+    assert_int_equal(a.connect_timeout_ms, v->connect_ms);
+    assert_int_equal(a.io_timeout_ms, v->io_ms);
+    assert_string_equal(rds_addr_name(&a), v->name);
+    rds_addr_cleanup(&a);
+    rds_addr_cleanup(&a); /* idempotent */
+    rt_buf_cleanup(&err);
+}
+
+static void test_valid(void **state)
+{
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
+        check_valid(&valid[i]);
+}
+
+static void test_invalid(void **state)
+{
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        rds_addr_t a;
+        rt_buf_t err = RT_BUF_INIT;
+        int rc = rds_addr_parse(invalid[i].url, &a, &err);
+        if (rc != RT_EINVAL)
+            print_error("accepted: %s\n", invalid[i].url);
+        assert_int_equal(rc, RT_EINVAL);
+        rt_buf_append_byte(&err, 0);
+        if (strstr((const char *)err.p, invalid[i].msg) == NULL)
+            print_error("%s: message \"%s\" lacks \"%s\"\n", invalid[i].url, (const char *)err.p,
+                        invalid[i].msg);
+        assert_non_null(strstr((const char *)err.p, invalid[i].msg));
+        /* *out is initialised on failure too. */
+        assert_string_equal(a.host, "");
+        assert_string_equal(a.password, "");
+        assert_int_equal(a.port, 6379);
+        rds_addr_cleanup(&a);
+        rt_buf_cleanup(&err);
+    }
+}
+
+/* Every prefix of every URL, valid or not, parses or fails cleanly (ASan: no overreads). */
+static void test_prefixes(void **state)
+{
+    const char *all[sizeof(valid) / sizeof(valid[0]) + sizeof(invalid) / sizeof(invalid[0])];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
+        all[n++] = valid[i].url;
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
+        all[n++] = invalid[i].url;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(all[i]);
+        for (size_t k = 0; k <= len; k++) {
+            char buf[256];
+            memcpy(buf, all[i], k);
+            buf[k] = '\0';
+            rds_addr_t a;
+            int rc = rds_addr_parse(buf, &a, NULL);
+            assert_true(rc == 0 || rc == RT_EINVAL);
+            rds_addr_cleanup(&a);
+        }
+    }
+}
+
+int run_rds_addr(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_prefixes),
+    };
+    return cmocka_run_group_tests_name("rds_addr", tests, NULL, NULL);
+}
