@@ -21,8 +21,21 @@
 #include "node/base/buf.h"
 #include "node/base/str.h"
 
+/* How the address is reached (SERVER.md §3.2, §3.14, §3.15). */
+typedef enum rds_mode {
+    RDS_MODE_STANDALONE = 0, /* host:port (or unix_path) is the server */
+    RDS_MODE_CLUSTER,        /* seeds are Redis Cluster nodes; commands routed by slot */
+    RDS_MODE_SENTINEL,       /* seeds are Sentinels; the master is asked from them */
+} rds_mode_t;
+
 /* One Redis server. All strings owned (heap, NUL-terminated, "" when unset). */
 typedef struct rds_addr {
+    rds_mode_t mode;
+    char **seeds; /* cluster/sentinel: "host:port" entries (owned), NULL otherwise */
+    size_t nseeds;
+    char *sentinel_master;      /* sentinel: master name (sentinel_master_name) */
+    char *sentinel_user;        /* sentinel: ACL user for the Sentinels themselves */
+    char *sentinel_password;    /* sentinel: password for the Sentinels */
     char *host;                 /* "" for unix sockets */
     int port;                   /* [6379] */
     char *unix_path;            /* "" for TCP */
