@@ -147,6 +147,150 @@ void node_ctl_encode(rt_buf_t *out, const node_ctl_msg_t *m)
 
 /* ---- decoding ---- */
 
+static uint64_t be(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* True if p[0..n) is exactly one MessagePack object whose declared lengths all fit in the
+ * input. msgpack-c reserves memory for a container from its header before checking that
+ * the bytes exist, so a 5-byte header from a hostile Redis could ask for gigabytes: every
+ * input is checked with this walk first. Each pending element needs at least one byte,
+ * which bounds the element count by the input size. */
+static bool mp_fits(const uint8_t *p, size_t n)
+{
+    size_t pos = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pos >= n)
+            return false;
+        pending--;
+        uint8_t b = p[pos++];
+        size_t hdr = 0;  /* length bytes after the type byte */
+        size_t skip = 0; /* fixed payload bytes */
+        uint64_t items = 0;
+        bool is_len = false; /* hdr bytes hold a payload length */
+        int items_mul = 0;   /* hdr bytes hold an element count (1 array, 2 map) */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            continue;
+        } else if (b >= 0x80 && b <= 0x8f) {
+            items = 2u * (b & 0x0f);
+        } else if (b >= 0x90 && b <= 0x9f) {
+            items = b & 0x0f;
+        } else if (b >= 0xa0 && b <= 0xbf) {
+            skip = b & 0x1f;
+        } else {
+            switch (b) {
+            case 0xc4:
+            case 0xd9:
+                hdr = 1;
+                is_len = true;
+                break;
+            case 0xc5:
+            case 0xda:
+                hdr = 2;
+                is_len = true;
+                break;
+            case 0xc6:
+            case 0xdb:
+                hdr = 4;
+                is_len = true;
+                break;
+            case 0xc7:
+                hdr = 1;
+                is_len = true;
+                skip = 1;
+                break; /* ext: + type byte */
+            case 0xc8:
+                hdr = 2;
+                is_len = true;
+                skip = 1;
+                break;
+            case 0xc9:
+                hdr = 4;
+                is_len = true;
+                skip = 1;
+                break;
+            case 0xca:
+                skip = 4;
+                break;
+            case 0xcb:
+                skip = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break;
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+                hdr = 2;
+                items_mul = 1;
+                break;
+            case 0xdd:
+                hdr = 4;
+                items_mul = 1;
+                break;
+            case 0xde:
+                hdr = 2;
+                items_mul = 2;
+                break;
+            case 0xdf:
+                hdr = 4;
+                items_mul = 2;
+                break;
+            default:
+                return false; /* 0xc1 is never used */
+            }
+        }
+        if (hdr) {
+            if (n - pos < hdr)
+                return false;
+            uint64_t v = be(p + pos, hdr);
+            pos += hdr;
+            if (is_len)
+                skip += v;
+            else
+                items = v * (uint64_t)items_mul;
+        }
+        if (skip > n - pos)
+            return false;
+        pos += skip;
+        pending += items;
+        if (pending > n - pos)
+            return false;
+    }
+    return pos == n;
+}
+
 static bool key_is(const msgpack_object *k, const char *name)
 {
     size_t n = strlen(name);
@@ -319,7 +463,8 @@ int node_ctl_decode(const uint8_t *p, size_t n, node_ctl_msg_t *m)
     msgpack_unpacked_init(&u);
     size_t off = 0;
     int rc = RT_EINVAL;
-    if (msgpack_unpack_next(&u, (const char *)p, n, &off) != MSGPACK_UNPACK_SUCCESS || off != n ||
+    if (!mp_fits(p, n) ||
+        msgpack_unpack_next(&u, (const char *)p, n, &off) != MSGPACK_UNPACK_SUCCESS || off != n ||
         u.data.type != MSGPACK_OBJECT_MAP)
         goto out;
     const msgpack_object_map *top = &u.data.via.map;
@@ -401,7 +546,8 @@ int node_ctl_decode_channels(const uint8_t *p, size_t n, node_survey_result_t *r
     msgpack_unpacked_init(&u);
     size_t off = 0;
     int rc = RT_EINVAL;
-    if (msgpack_unpack_next(&u, (const char *)p, n, &off) == MSGPACK_UNPACK_SUCCESS &&
+    if (mp_fits(p, n) &&
+        msgpack_unpack_next(&u, (const char *)p, n, &off) == MSGPACK_UNPACK_SUCCESS &&
         u.data.type == MSGPACK_OBJECT_MAP) {
         rc = 0;
         const msgpack_object_map *m = &u.data.via.map;
