@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "broker/pub.h"
+#include "node/base/err.h"
 #include "node/base/str.h"
 
 typedef struct broker broker_t;
@@ -81,6 +82,11 @@ typedef void (*broker_done_cb)(int status, void *ud);
 typedef struct broker_vtbl {
     int (*subscribe)(broker_t *b, rt_str_t channel);
     int (*unsubscribe)(broker_t *b, rt_str_t channel);
+    /* Optional (NULL: publications flow as soon as subscribe returns, as in memory):
+     * cb(0) once the subscription of channel made earlier is effective, so a publication
+     * made after cb reaches this node. The subscribe flow waits for it before answering the
+     * client, as Centrifugo waits for the Redis SUBSCRIBE. */
+    int (*subscribed_wait)(broker_t *b, rt_str_t channel, broker_done_cb cb, void *ud);
     int (*publish)(broker_t *b, const broker_publish_req_t *req, broker_publish_cb cb, void *ud);
     int (*publish_join)(broker_t *b, rt_str_t channel, const broker_client_info_t *info);
     int (*publish_leave)(broker_t *b, rt_str_t channel, const broker_client_info_t *info);
@@ -109,6 +115,11 @@ static inline int broker_subscribe(broker_t *b, rt_str_t channel)
 static inline int broker_unsubscribe(broker_t *b, rt_str_t channel)
 {
     return b->vt->unsubscribe(b, channel);
+}
+/* RT_EUNAVAIL when the broker needs no wait (the caller proceeds at once). */
+static inline int broker_subscribed_wait(broker_t *b, rt_str_t channel, broker_done_cb cb, void *ud)
+{
+    return b->vt->subscribed_wait ? b->vt->subscribed_wait(b, channel, cb, ud) : RT_EUNAVAIL;
 }
 static inline int broker_publish(broker_t *b, const broker_publish_req_t *req, broker_publish_cb cb,
                                  void *ud)

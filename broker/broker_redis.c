@@ -10,7 +10,14 @@
  *    once and never inside the initiating call, so the broker adds no deferral of its own;
  *    freeing the clients on destroy cancels what is pending (RT_ECANCELED).
  *  - Epochs are generated here (8 random letters) and passed to every script that may
- *    create the stream meta; the script keeps the stored one when it exists. */
+ *    create the stream meta; the script keeps the stored one when it exists.
+ *  - A Redis Cluster address is one shard (the cluster spreads channels over its slots
+ *    itself): commands go through its slot router, every per-channel key and the
+ *    channel's PUB/SUB name carry the channel as hash tag (P.stream.{C}, P.client.{C},
+ *    SERVER.md §3.3, as Centrifugo >= 6.6) so each script and the PUBLISH inside it stay in
+ *    one slot. Classic PUBLISH reaches subscribers on every cluster node, so one PUB/SUB
+ *    connection to any node serves the shard; when it stays down it moves to the next
+ *    known node and subscribes everything again. */
 #include "broker/broker_redis.h"
 #include "broker/broker_redis_internal.h"
 
@@ -32,14 +39,20 @@
 #define IDEM_TTL_S        "300"
 #define PROBE_INTERVAL_MS 1000
 #define MAX_ARGS          16
+/* Watch ticks a cluster shard's PUB/SUB may stay down before moving to another node. */
+#define PS_WATCH_S    1.0
+#define PS_DOWN_TICKS 2
 
 typedef struct broker_redis broker_redis_t;
 
 typedef struct shard {
     broker_redis_t *b; /* borrowed back pointer */
     size_t index;      /* position in b->shards */
-    rds_client_t *cmd; /* owned */
+    rds_router_t *cmd; /* owned */
     rds_pubsub_t *ps;  /* owned */
+    bool cluster;      /* Redis Cluster: tagged names, PUB/SUB node failover */
+    size_t ps_attempt; /* which cluster node the PUB/SUB connection was sent to */
+    int ps_down_ticks; /* consecutive watch ticks with the PUB/SUB down */
     bool ps_was_up;    /* PUB/SUB was up before: its next up is a resubscribe */
     char *reason;      /* owned: "redis <addr> unavailable" for ready() */
 } shard_t;
@@ -59,6 +72,7 @@ struct broker_redis {
     char *node_ch;       /* owned: P.node.<uid> */
     broker_table_t subs; /* of sub_chan_t, owned */
     size_t control_rr;   /* next shard tried for a control publish */
+    ev_timer ps_watch;   /* repeating PS_WATCH_S while any shard is a cluster */
     rds_script_t publish_stream, publish_idempotent, history_stream;
     bool closing; /* destroy in progress: new requests fail with RT_ECLOSED */
     broker_redis_stats_t stats;
@@ -164,14 +178,19 @@ static void arg_u64(args_t *a, uint64_t v)
     arg(a, rt_str_from(tmp, (size_t)n));
 }
 
-/* prefix + infix + channel (+ "." + suffix when suffix is set). */
-static void arg_key(args_t *a, const broker_redis_t *b, const char *infix, rt_str_t channel,
-                    rt_str_t suffix)
+/* prefix + infix + channel (+ "." + suffix when suffix is set); the channel in braces on a
+ * cluster shard. */
+static void arg_key(args_t *a, const broker_redis_t *b, const shard_t *sh, const char *infix,
+                    rt_str_t channel, rt_str_t suffix)
 {
     arg_new(a);
     arg_cat(a, rt_str_c(b->prefix));
     arg_cat(a, rt_str_c(infix));
+    if (sh->cluster)
+        arg_cat(a, RT_STR("{"));
     arg_cat(a, channel);
+    if (sh->cluster)
+        arg_cat(a, RT_STR("}"));
     if (suffix.p != NULL) {
         arg_cat(a, RT_STR("."));
         arg_cat(a, suffix);
@@ -318,15 +337,15 @@ static int redis_publish(broker_t *base, const broker_publish_req_t *req, broker
         char epoch[EPOCH_LEN + 1];
         rt_random_letters(epoch, EPOCH_LEN);
         ctx->kind = PUBLISH_STREAM;
-        arg_key(&a, b, ".stream.", channel, RT_STR_NULL);
-        arg_key(&a, b, ".stream.meta.", channel, RT_STR_NULL);
+        arg_key(&a, b, sh, ".stream.", channel, RT_STR_NULL);
+        arg_key(&a, b, sh, ".stream.meta.", channel, RT_STR_NULL);
         /* Without a key the script never touches the result key. */
-        arg_key(&a, b, ".result.", channel,
+        arg_key(&a, b, sh, ".result.", channel,
                 o->idempotency_key.n > 0 ? o->idempotency_key : RT_STR_NULL);
         arg(&a, rt_buf_str(&pub));
         arg_u64(&a, (uint64_t)o->history_size);
         arg_u64(&a, ms_to_s(o->history_ttl_ms));
-        arg_key(&a, b, ".client.", channel, RT_STR_NULL);
+        arg_key(&a, b, sh, ".client.", channel, RT_STR_NULL);
         arg_u64(&a, ms_to_s(o->history_meta_ttl_ms));
         arg(&a, rt_str_c(epoch));
         arg(&a, RT_STR("publish"));
@@ -337,25 +356,26 @@ static int redis_publish(broker_t *base, const broker_publish_req_t *req, broker
         arg_u64(&a, o->version);
         arg(&a, o->version_epoch);
         args_finish(&a);
-        rc = rds_client_eval(sh->cmd, &b->publish_stream, 3, a.n, a.argv, a.argvlen,
+        rc = rds_router_eval(sh->cmd, &b->publish_stream, 3, a.n, a.argv, a.argvlen,
                              on_publish_reply, ctx);
     } else if (o->idempotency_key.n > 0) {
         ctx->kind = PUBLISH_IDEMPOTENT;
-        arg_key(&a, b, ".result.", channel, o->idempotency_key);
-        arg_key(&a, b, ".client.", channel, RT_STR_NULL);
+        arg_key(&a, b, sh, ".result.", channel, o->idempotency_key);
+        arg_key(&a, b, sh, ".client.", channel, RT_STR_NULL);
         arg(&a, rt_buf_str(&pub));
         arg(&a, RT_STR(IDEM_TTL_S));
         arg(&a, RT_STR("publish"));
         args_finish(&a);
-        rc = rds_client_eval(sh->cmd, &b->publish_idempotent, 1, a.n, a.argv, a.argvlen,
+        rc = rds_router_eval(sh->cmd, &b->publish_idempotent, 1, a.n, a.argv, a.argvlen,
                              on_publish_reply, ctx);
     } else {
         ctx->kind = PUBLISH_PLAIN;
         arg(&a, RT_STR("PUBLISH"));
-        arg_key(&a, b, ".client.", channel, RT_STR_NULL);
+        arg_key(&a, b, sh, ".client.", channel, RT_STR_NULL);
         arg(&a, rt_buf_str(&pub));
         args_finish(&a);
-        rc = rds_client_command(sh->cmd, on_publish_reply, ctx, a.n, a.argv, a.argvlen);
+        rc = rds_router_command(sh->cmd, rt_str_from(a.argv[1], a.argvlen[1]), on_publish_reply,
+                                ctx, a.n, a.argv, a.argvlen);
     }
     args_cleanup(&a);
     rt_buf_cleanup(&pub);
@@ -378,6 +398,7 @@ static int join_leave(broker_t *base, bool join, rt_str_t channel, const broker_
         return RT_ECLOSED;
     if (channel.n == 0 || info == NULL)
         return RT_EINVAL;
+    shard_t *sh = shard_for(b, channel);
     rt_buf_t msg = RT_BUF_INIT;
     if (join)
         broker_pc_encode_join(&msg, info);
@@ -386,10 +407,10 @@ static int join_leave(broker_t *base, bool join, rt_str_t channel, const broker_
     args_t a;
     args_init(&a);
     arg(&a, RT_STR("PUBLISH"));
-    arg_key(&a, b, ".client.", channel, RT_STR_NULL);
+    arg_key(&a, b, sh, ".client.", channel, RT_STR_NULL);
     arg(&a, rt_buf_str(&msg));
     args_finish(&a);
-    int rc = rds_client_command(shard_for(b, channel)->cmd, on_fire_reply,
+    int rc = rds_router_command(sh->cmd, rt_str_from(a.argv[1], a.argvlen[1]), on_fire_reply,
                                 join ? "join publish" : "leave publish", a.n, a.argv, a.argvlen);
     args_cleanup(&a);
     rt_buf_cleanup(&msg);
@@ -429,9 +450,9 @@ static int redis_control_publish(broker_t *base, rt_str_t target_uid, rt_str_t d
     int rc = RT_ECLOSED;
     for (size_t i = 0; i < b->nshards && rc == RT_ECLOSED; i++) {
         shard_t *sh = &b->shards[b->control_rr++ % b->nshards];
-        if (rds_client_ready(sh->cmd))
-            rc = rds_client_command(sh->cmd, on_fire_reply, "control publish", a.n, a.argv,
-                                    a.argvlen);
+        if (rds_router_ready(sh->cmd))
+            rc = rds_router_command(sh->cmd, rt_str_from(a.argv[1], a.argvlen[1]), on_fire_reply,
+                                    "control publish", a.n, a.argv, a.argvlen);
     }
     args_cleanup(&a);
     return rc;
@@ -551,10 +572,11 @@ static int redis_history(broker_t *base, const broker_history_req_t *req, broker
 
     char epoch[EPOCH_LEN + 1];
     rt_random_letters(epoch, EPOCH_LEN);
+    shard_t *sh = shard_for(b, req->channel);
     args_t a;
     args_init(&a);
-    arg_key(&a, b, ".stream.", req->channel, RT_STR_NULL);
-    arg_key(&a, b, ".stream.meta.", req->channel, RT_STR_NULL);
+    arg_key(&a, b, sh, ".stream.", req->channel, RT_STR_NULL);
+    arg_key(&a, b, sh, ".stream.meta.", req->channel, RT_STR_NULL);
     arg(&a, include ? RT_STR("1") : RT_STR("0"));
     arg_u64(&a, start);
     arg_u64(&a, req->limit > 0 ? (uint64_t)req->limit : 0);
@@ -571,8 +593,8 @@ static int redis_history(broker_t *base, const broker_history_req_t *req, broker
     ctx->channel_n = req->channel.n;
     memcpy(ctx->channel, req->channel.p, req->channel.n);
     ctx->channel[req->channel.n] = '\0';
-    int rc = rds_client_eval(shard_for(b, req->channel)->cmd, &b->history_stream, 2, a.n, a.argv,
-                             a.argvlen, on_history_reply, ctx);
+    int rc = rds_router_eval(sh->cmd, &b->history_stream, 2, a.n, a.argv, a.argvlen,
+                             on_history_reply, ctx);
     args_cleanup(&a);
     if (rc != 0)
         rt_free(ctx);
@@ -602,17 +624,18 @@ static int redis_history_remove(broker_t *base, rt_str_t channel, broker_done_cb
         return RT_ECLOSED;
     if (channel.n == 0)
         return RT_EINVAL;
+    shard_t *sh = shard_for(b, channel);
     args_t a;
     args_init(&a);
     /* The meta stays: epoch and top survive, positioned clients are not disrupted. */
     arg(&a, RT_STR("DEL"));
-    arg_key(&a, b, ".stream.", channel, RT_STR_NULL);
+    arg_key(&a, b, sh, ".stream.", channel, RT_STR_NULL);
     args_finish(&a);
     done_ctx_t *ctx = RT_NEW(done_ctx_t);
     ctx->cb = cb;
     ctx->ud = ud;
-    int rc =
-        rds_client_command(shard_for(b, channel)->cmd, on_done_reply, ctx, a.n, a.argv, a.argvlen);
+    int rc = rds_router_command(sh->cmd, rt_str_from(a.argv[1], a.argvlen[1]), on_done_reply, ctx,
+                                a.n, a.argv, a.argvlen);
     args_cleanup(&a);
     if (rc != 0)
         rt_free(ctx);
@@ -627,12 +650,16 @@ static sub_chan_t *sub_find(broker_redis_t *b, rt_str_t channel)
     return n ? BROKER_TABLE_ENTRY(n, sub_chan_t, node) : NULL;
 }
 
-static char *pubsub_name(const broker_redis_t *b, rt_str_t channel, size_t *n)
+static char *pubsub_name(const broker_redis_t *b, const shard_t *sh, rt_str_t channel, size_t *n)
 {
     rt_buf_t s = RT_BUF_INIT;
     rt_buf_append_cstr(&s, b->prefix);
     rt_buf_append_cstr(&s, ".client.");
+    if (sh->cluster)
+        rt_buf_append_byte(&s, '{');
     rt_buf_append_str(&s, channel);
+    if (sh->cluster)
+        rt_buf_append_byte(&s, '}');
     rt_buf_append_byte(&s, '\0');
     *n = s.len - 1;
     return (char *)s.p;
@@ -653,7 +680,7 @@ static int redis_subscribe(broker_t *base, rt_str_t channel)
     if (!rds_pubsub_ready(sh->ps))
         return RT_ECLOSED;
     size_t n;
-    char *name = pubsub_name(b, channel, &n);
+    char *name = pubsub_name(b, sh, channel, &n);
     int rc = rds_pubsub_subscribe(sh->ps, rt_str_from(name, n));
     if (rc != 0)
         (void)rds_pubsub_unsubscribe(sh->ps, rt_str_from(name, n)); /* forget it again */
@@ -667,6 +694,14 @@ static int redis_subscribe(broker_t *base, rt_str_t channel)
     return 0;
 }
 
+static int redis_subscribed_wait(broker_t *base, rt_str_t channel, broker_done_cb cb, void *ud)
+{
+    broker_redis_t *b = from_base(base);
+    if (b->closing)
+        return RT_ECLOSED;
+    return rds_pubsub_barrier(shard_for(b, channel)->ps, cb, ud);
+}
+
 static int redis_unsubscribe(broker_t *base, rt_str_t channel)
 {
     broker_redis_t *b = from_base(base);
@@ -675,9 +710,10 @@ static int redis_unsubscribe(broker_t *base, rt_str_t channel)
     sub_chan_t *s = sub_find(b, channel);
     if (s == NULL)
         return 0;
+    shard_t *sh = shard_for(b, channel);
     size_t n;
-    char *name = pubsub_name(b, channel, &n);
-    int rc = rds_pubsub_unsubscribe(shard_for(b, channel)->ps, rt_str_from(name, n));
+    char *name = pubsub_name(b, sh, channel, &n);
+    int rc = rds_pubsub_unsubscribe(sh->ps, rt_str_from(name, n));
     rt_free(name);
     /* While down the set forgets the channel, which is all that is needed: it is not
      * resubscribed. Any other failure keeps it so the node's retry reaches Redis. */
@@ -738,6 +774,11 @@ static void on_pubsub_message(void *ud, rt_str_t ps_channel, rt_str_t payload)
         memcmp(ps_channel.p + pn, ".client.", 8) != 0)
         return; /* service channels and probes */
     rt_str_t channel = rt_str_from(ps_channel.p + pn + 8, ps_channel.n - pn - 8);
+    if (sh->cluster) {
+        if (channel.n < 3 || channel.p[0] != '{' || channel.p[channel.n - 1] != '}')
+            return; /* not a name this broker subscribes to */
+        channel = rt_str_from(channel.p + 1, channel.n - 2);
+    }
     if (sub_find(b, channel) == NULL) {
         b->stats.unsubscribed++;
         return; /* arrived after the unsubscribe */
@@ -765,6 +806,62 @@ static void on_pubsub_state(void *ud, bool up)
     }
 }
 
+/* Starts sh's PUB/SUB connection to addr with every channel the shard carries: the
+ * control channels, and the subscribed channels after a move to another cluster node. Down
+ * at start is the normal case: the set remembers them and subscribes them once up. */
+static void ps_start(shard_t *sh, const rds_addr_t *addr)
+{
+    broker_redis_t *b = sh->b;
+    rds_pubsub_handler_t h = {
+        .on_message = on_pubsub_message, .on_state = on_pubsub_state, .ud = sh};
+    sh->ps = rds_pubsub_new(b->loop, addr, &h, PROBE_INTERVAL_MS);
+    int rc = rds_pubsub_subscribe(sh->ps, rt_str_c(b->control_ch));
+    if (rc == 0 || rc == RT_ECLOSED)
+        rc = rds_pubsub_subscribe(sh->ps, rt_str_c(b->node_ch));
+    if (rc != 0 && rc != RT_ECLOSED)
+        RT_LOG_ERROR("redis control subscribe failed shard=%zu: %s", sh->index, rt_strerror(rc));
+    broker_table_iter_t it;
+    broker_table_iter_init(&it, &b->subs);
+    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
+        if (shard_for(b, n->key) != sh)
+            continue;
+        size_t len;
+        char *name = pubsub_name(b, sh, n->key, &len);
+        rc = rds_pubsub_subscribe(sh->ps, rt_str_from(name, len));
+        if (rc != 0 && rc != RT_ECLOSED)
+            RT_LOG_ERROR("redis resubscribe failed shard=%zu: %s", sh->index, rt_strerror(rc));
+        rt_free(name);
+    }
+}
+
+/* A cluster shard's PUB/SUB connection that stays down moves to the next known node: any
+ * node hears every classic PUBLISH, and its own reconnects would keep trying a node that
+ * may be gone for good. */
+static void on_ps_watch(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    broker_redis_t *b = w->data;
+    for (size_t i = 0; i < b->nshards; i++) {
+        shard_t *sh = &b->shards[i];
+        if (!sh->cluster)
+            continue;
+        if (rds_pubsub_ready(sh->ps)) {
+            sh->ps_down_ticks = 0;
+            continue;
+        }
+        if (++sh->ps_down_ticks < PS_DOWN_TICKS)
+            continue;
+        sh->ps_down_ticks = 0;
+        sh->ps_attempt++;
+        rds_addr_t a;
+        rds_router_pubsub_addr(sh->cmd, sh->ps_attempt, &a);
+        RT_LOG_INFO("redis pubsub moving to another cluster node shard=%zu node=%s", sh->index,
+                    rds_addr_name(&a));
+        rds_pubsub_free(sh->ps);
+        ps_start(sh, &a);
+        rds_addr_cleanup(&a);
+    }
+}
+
 /* ---- lifecycle ---- */
 
 static bool redis_ready(broker_t *base, const char **reason)
@@ -772,7 +869,7 @@ static bool redis_ready(broker_t *base, const char **reason)
     broker_redis_t *b = from_base(base);
     for (size_t i = 0; i < b->nshards; i++) {
         shard_t *sh = &b->shards[i];
-        if (!rds_client_ready(sh->cmd) || !rds_pubsub_ready(sh->ps)) {
+        if (!rds_router_ready(sh->cmd) || !rds_pubsub_ready(sh->ps)) {
             if (reason != NULL)
                 *reason = sh->reason;
             return false;
@@ -789,11 +886,12 @@ static void redis_destroy(broker_t *base)
     if (b->closing)
         return; /* called again from a cancellation callback */
     b->closing = true;
+    ev_timer_stop(b->loop, &b->ps_watch);
     /* Pending callbacks run with RT_ECANCELED inside these frees and see a broker that
      * refuses new work. */
     for (size_t i = 0; i < b->nshards; i++) {
         rds_pubsub_free(b->shards[i].ps);
-        rds_client_free(b->shards[i].cmd);
+        rds_router_free(b->shards[i].cmd);
     }
     for (size_t i = 0; i < b->nshards; i++)
         rt_free(b->shards[i].reason);
@@ -815,6 +913,7 @@ static void redis_destroy(broker_t *base)
 static const broker_vtbl_t redis_vtbl = {
     .subscribe = redis_subscribe,
     .unsubscribe = redis_unsubscribe,
+    .subscribed_wait = redis_subscribed_wait,
     .publish = redis_publish,
     .publish_join = redis_publish_join,
     .publish_leave = redis_publish_leave,
@@ -866,17 +965,18 @@ broker_t *broker_redis_new(struct ev_loop *loop, const broker_sink_t *sink,
 
         rds_client_opts_t co;
         rds_client_opts_default(&co);
-        sh->cmd = rds_client_new(loop, &opts->shards[i], &co);
-        rds_pubsub_handler_t h = {
-            .on_message = on_pubsub_message, .on_state = on_pubsub_state, .ud = sh};
-        sh->ps = rds_pubsub_new(loop, &opts->shards[i], &h, PROBE_INTERVAL_MS);
-        /* Control channels live on every shard. Down at start is the normal case: the set
-         * remembers them and they are subscribed once the connection is up. */
-        int rc = rds_pubsub_subscribe(sh->ps, rt_str_c(b->control_ch));
-        if (rc == 0 || rc == RT_ECLOSED)
-            rc = rds_pubsub_subscribe(sh->ps, rt_str_c(b->node_ch));
-        if (rc != 0 && rc != RT_ECLOSED)
-            RT_LOG_ERROR("redis control subscribe failed shard=%zu: %s", i, rt_strerror(rc));
+        sh->cmd = rds_router_new(loop, &opts->shards[i], &co);
+        sh->cluster = rds_router_is_cluster(sh->cmd);
+        rds_addr_t a;
+        rds_router_pubsub_addr(sh->cmd, 0, &a);
+        ps_start(sh, &a);
+        rds_addr_cleanup(&a);
+    }
+    ev_timer_init(&b->ps_watch, on_ps_watch, PS_WATCH_S, PS_WATCH_S);
+    b->ps_watch.data = b;
+    for (size_t i = 0; i < b->nshards; i++) {
+        if (b->shards[i].cluster && !ev_is_active(&b->ps_watch))
+            ev_timer_start(loop, &b->ps_watch);
     }
     return &b->base;
 }

@@ -48,12 +48,33 @@ typedef struct rds_addr {
 
 /* Parses "host:port", "redis://[user[:password]@]host[:port][/db][?opts]", "tcp://...",
  * "unix://[user[:password]@]/path" (SERVER.md §3.2; opts connect_timeout, io_timeout as Go
- * durations, db). *out is initialised in every case; release with rds_addr_cleanup().
- * Returns 0, or RT_EINVAL with a message in err (rediss:// and cluster/sentinel URLs are
- * refused here with a message saying so). */
+ * durations, db), and:
+ *   redis+cluster://[user[:password]@]host:port[?addr=h2:p2&addr=...]  mode CLUSTER; seeds =
+ *     host:port then every addr, in order; db must be 0.
+ *   redis+sentinel://[user[:password]@]host:port[/db]?sentinel_master_name=m[&addr=...]
+ *     [&sentinel_user=u&sentinel_password=p]  mode SENTINEL; seeds = the Sentinels; user,
+ *     password and db are for the master, sentinel_user/sentinel_password for the Sentinels.
+ * host/port are the first seed in both. A plain address is always STANDALONE (no cluster
+ * auto-detection). *out is initialised in every case; release with rds_addr_cleanup().
+ * Returns 0, or RT_EINVAL with a message in err (TLS is refused with a message saying so). */
 int rds_addr_parse(const char *url, rds_addr_t *out, rt_buf_t *err);
+/* The old explicit keys (cluster_address, sentinel_address): list is comma-separated
+ * "host:port" seeds (spaces around them ignored, port required as in Centrifugo), mode is
+ * CLUSTER or SENTINEL. *out gets the defaults, the seeds, and host/port of the first seed;
+ * the caller fills credentials, db, timeouts and, for SENTINEL, sentinel_master (required:
+ * a link with an empty master name never connects). *out is initialised in every case.
+ * Returns 0, or RT_EINVAL with a message in err. */
+int rds_addr_from_seeds(const char *list, rds_mode_t mode, rds_addr_t *out, rt_buf_t *err);
+/* Idempotent. */
 void rds_addr_cleanup(rds_addr_t *a);
-/* "host:port" or the socket path, for logs (static per thread buffer). */
+/* Splits a seed ("host:port" or "[v6]:port", as in rds_addr_t.seeds) into *host (owned by
+ * the caller, rt_free) and *port. Returns 0, or RT_EINVAL (*host NULL). */
+int rds_addr_seed_split(const char *seed, char **host, int *port);
+/* *out = a STANDALONE copy of base aimed at host:port (copied): same user, password, db
+ * and timeouts, no seeds, no unix path. Release with rds_addr_cleanup(). */
+void rds_addr_derive(rds_addr_t *out, const rds_addr_t *base, const char *host, int port);
+/* "host:port" or the socket path ("sentinel:<master name>" in Sentinel mode, which has no
+ * fixed server), for logs (static per thread buffer). */
 const char *rds_addr_name(const rds_addr_t *a);
 
 /* Reply status: 0 (reply set, not an error reply), RT_EREDIS (reply is a Redis error
@@ -70,7 +91,7 @@ typedef struct rds_client rds_client_t;
 typedef struct rds_client_opts {
     size_t max_inflight;      /* commands sent and not answered [16384] => RT_ELIMIT */
     int64_t reconnect_min_ms; /* backoff after a failure [100], doubling ... */
-    int64_t reconnect_max_ms; /* ... up to [5000], with jitter */
+    int64_t reconnect_max_ms; /* ... up to [2000], with jitter */
     rds_state_cb on_state;    /* may be NULL */
     void *ud;
 } rds_client_opts_t;
@@ -131,5 +152,84 @@ bool rds_pubsub_ready(const rds_pubsub_t *p);
 int rds_pubsub_subscribe(rds_pubsub_t *p, rt_str_t channel);
 int rds_pubsub_unsubscribe(rds_pubsub_t *p, rt_str_t channel);
 size_t rds_pubsub_count(const rds_pubsub_t *p);
+/* cb(0) once every SUBSCRIBE issued so far (including channels added in this loop
+ * iteration) is confirmed by Redis, so messages published from then on reach us; cb with
+ * RT_ECLOSED if the connection drops first, RT_ECANCELED on free. Never inside this call.
+ * Returns RT_ECLOSED (cb does not run) while the connection is not up. */
+int rds_pubsub_barrier(rds_pubsub_t *p, void (*cb)(int status, void *ud), void *ud);
+
+/* ---- Redis Cluster (SERVER.md §3.14; rds_cluster.c) ---- */
+
+#define RDS_CLUSTER_SLOTS 16384
+
+/* CRC16-CCITT (XMODEM), the Redis Cluster key hash: "123456789" -> 0x31C3. */
+uint16_t rds_crc16(const void *p, size_t n);
+/* Hash slot of key (0..16383): CRC16 of the bytes between the first '{' and the first '}'
+ * after it when that tag is non-empty, else of the whole key. */
+unsigned rds_key_slot(rt_str_t key);
+
+/* A command router over one Redis Cluster: a 16384-slot table from CLUSTER SLOTS, one
+ * rds_client per master (created when the table names it, reused), MOVED followed once
+ * (slot updated, full refresh scheduled) and ASK once (ASKING + the command on the named
+ * node); connection losses and CLUSTERDOWN refresh the table. Callback rules as
+ * rds_client's; a command already redirected to a node that is still connecting waits
+ * for it up to io_timeout. */
+typedef struct rds_cluster rds_cluster_t;
+
+/* addr: mode CLUSTER with seeds (or any address: its host:port is the only seed); copied.
+ * opts as for rds_client_new (on_state/ud are not used). Never fails: it keeps asking
+ * the seeds, then the known masters, for the slot table. */
+rds_cluster_t *rds_cluster_new(struct ev_loop *loop, const rds_addr_t *addr,
+                               const rds_client_opts_t *opts);
+/* Pending commands get RT_ECANCELED (before this returns). */
+void rds_cluster_free(rds_cluster_t *cl);
+/* The slot table is loaded and every master's connection is up. */
+bool rds_cluster_ready(const rds_cluster_t *cl);
+/* Sends a command to the master of key's slot. Same returns as rds_client_command
+ * (RT_ECLOSED also while the table is not loaded or the slot has no master). */
+int rds_cluster_command(rds_cluster_t *cl, rt_str_t key, rds_reply_cb cb, void *ud, int argc,
+                        const char **argv, const size_t *argvlen);
+/* rds_client_eval routed by KEYS[1] (any master when nkeys is 0); all keys of one call must
+ * share a slot (hash tags). */
+int rds_cluster_eval(rds_cluster_t *cl, const rds_script_t *s, int nkeys, int argc,
+                     const char **argv, const size_t *argvlen, rds_reply_cb cb, void *ud);
+/* Number of known nodes (masters of the table, then the seeds), >= 1, and the address of
+ * node i mod that number, STANDALONE (release with rds_addr_cleanup); for connections
+ * that any node serves, e.g. classic PUB/SUB. */
+size_t rds_cluster_node_count(const rds_cluster_t *cl);
+void rds_cluster_node_addr(const rds_cluster_t *cl, size_t i, rds_addr_t *out);
+
+typedef struct rds_cluster_stats {
+    uint64_t refreshes; /* slot tables loaded */
+    uint64_t moved;     /* MOVED redirections followed */
+    uint64_t asked;     /* ASK redirections followed */
+} rds_cluster_stats_t;
+void rds_cluster_stats(const rds_cluster_t *cl, rds_cluster_stats_t *out);
+
+/* Tests: the "host:port" the slot is routed to ("" when none; static per thread buffer),
+ * and overriding one table entry (a wrong one makes the next command follow MOVED). */
+const char *rds_cluster__slot_node(const rds_cluster_t *cl, unsigned slot);
+void rds_cluster__set_slot(rds_cluster_t *cl, unsigned slot, const char *host, int port);
+
+/* ---- one address, either kind (rds_cluster.c) ---- */
+
+/* What the broker and presence hold per configured address: an rds_client for STANDALONE
+ * and SENTINEL addresses, an rds_cluster for CLUSTER ones. */
+typedef struct rds_router rds_router_t;
+
+rds_router_t *rds_router_new(struct ev_loop *loop, const rds_addr_t *addr,
+                             const rds_client_opts_t *opts);
+void rds_router_free(rds_router_t *r);
+bool rds_router_ready(const rds_router_t *r);
+/* Keys need hash tags ({channel}) and the PUB/SUB may go to any node. */
+bool rds_router_is_cluster(const rds_router_t *r);
+/* key routes the command in a cluster and is ignored otherwise. */
+int rds_router_command(rds_router_t *r, rt_str_t key, rds_reply_cb cb, void *ud, int argc,
+                       const char **argv, const size_t *argvlen);
+int rds_router_eval(rds_router_t *r, const rds_script_t *s, int nkeys, int argc, const char **argv,
+                    const size_t *argvlen, rds_reply_cb cb, void *ud);
+/* Address for the PUB/SUB connection, attempt-th choice (a cluster cycles through its
+ * nodes; otherwise always the configured address). Release with rds_addr_cleanup. */
+void rds_router_pubsub_addr(const rds_router_t *r, size_t attempt, rds_addr_t *out);
 
 #endif

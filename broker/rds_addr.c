@@ -1,4 +1,9 @@
-/* Redis address parsing (SERVER.md §3.2): "host:port" and redis:// / tcp:// / unix:// URLs. */
+/* Redis address parsing (SERVER.md §3.2, §3.14, §3.15): "host:port", redis:// / tcp:// /
+ * unix:// URLs, redis+cluster:// seeds and redis+sentinel:// Sentinels.
+ *
+ * A plain address is always standalone: Centrifugo also detects a cluster behind a plain
+ * URL (go-redis' universal client), which rotor does not do; such a setup must be written
+ * as redis+cluster:// (or cluster_address). */
 #include "broker/rds.h"
 
 #include <ctype.h>
@@ -9,6 +14,7 @@
 
 #include "broker/rds_internal.h"
 #include "node/base/alloc.h"
+#include "node/base/assert.h"
 #include "node/base/err.h"
 #include "node/base/time.h"
 
@@ -77,6 +83,25 @@ static int set_decoded(char **field, rt_str_t s, const char *what, rt_buf_t *err
     rt_free(*field);
     *field = v;
     return 0;
+}
+
+static void strv_push(char ***v, size_t *n, char *item)
+{
+    *v = rt_realloc(*v, (*n + 1) * sizeof(**v));
+    (*v)[(*n)++] = item;
+}
+
+/* "host:port", bracketing IPv6 literals so the text splits again unambiguously. */
+static char *seed_format(const char *host, int port)
+{
+    rt_buf_t b = RT_BUF_INIT;
+    if (strchr(host, ':') != NULL)
+        rt_buf_printf(&b, "[%s]:%d", host, port);
+    else
+        rt_buf_printf(&b, "%s:%d", host, port);
+    char *out = rt_str_dup(rt_str_from((const char *)b.p, b.len));
+    rt_buf_cleanup(&b);
+    return out;
 }
 
 /* Parses a decimal integer in [min, max] spanning all of s. */
@@ -177,6 +202,29 @@ static bool is_true(rt_str_t v)
     return rt_str_eq_c(v, "true") || rt_str_eq_c(v, "1") || rt_str_eq_c(v, "yes");
 }
 
+/* Query options that only make sense for one mode name it in the error. */
+static int mode_only(rt_str_t k, rds_mode_t want, const rds_addr_t *out, rt_buf_t *err)
+{
+    if (out->mode == want)
+        return 0;
+    return fail(err, "redis address: option \"%.*s\" is only for %s URLs", RT_STR_ARG(k),
+                want == RDS_MODE_CLUSTER ? "redis+cluster://" : "redis+sentinel://");
+}
+
+static int parse_seed(rt_str_t v, rds_addr_t *out, rt_buf_t *err)
+{
+    char *text = pct_decode(v);
+    if (text == NULL)
+        return fail(err, "redis address: bad percent-encoding in addr");
+    rds_addr_t tmp = {.host = NULL};
+    int rc = parse_host_port(rt_str_c(text), &tmp, err);
+    if (rc == 0)
+        strv_push(&out->seeds, &out->nseeds, seed_format(tmp.host, tmp.port));
+    rt_free(tmp.host);
+    rt_free(text);
+    return rc;
+}
+
 static int parse_query(rt_str_t q, rds_addr_t *out, rt_buf_t *err)
 {
     while (q.n > 0) {
@@ -195,11 +243,28 @@ static int parse_query(rt_str_t q, rds_addr_t *out, rt_buf_t *err)
             rc = parse_timeout(v, "connect_timeout", &out->connect_timeout_ms, err);
         } else if (rt_str_eq_c(k, "io_timeout")) {
             rc = parse_timeout(v, "io_timeout", &out->io_timeout_ms, err);
-        } else if (rt_str_eq_c(k, "tls_enabled")) {
+        } else if (rt_str_eq_c(k, "tls_enabled") || rt_str_eq_c(k, "sentinel_tls_enabled")) {
             if (is_true(v))
                 rc = fail(err, "redis address: TLS needs hiredis >= 1.0; Debian 12 ships 0.14");
         } else if (rt_str_eq_c(k, "force_resp2")) {
             /* Accepted for config compatibility: hiredis 0.14 only speaks RESP2 anyway. */
+        } else if (rt_str_eq_c(k, "replica_client_enabled")) {
+            /* Replicas serve only Centrifugo PRO features; nothing here reads from them. */
+        } else if (rt_str_eq_c(k, "addr")) {
+            if (out->mode == RDS_MODE_STANDALONE)
+                rc = fail(err, "redis address: option \"addr\" is only for redis+cluster:// and "
+                               "redis+sentinel:// URLs");
+            else
+                rc = parse_seed(v, out, err);
+        } else if (rt_str_eq_c(k, "sentinel_master_name")) {
+            if ((rc = mode_only(k, RDS_MODE_SENTINEL, out, err)) == 0)
+                rc = set_decoded(&out->sentinel_master, v, "sentinel_master_name", err);
+        } else if (rt_str_eq_c(k, "sentinel_user")) {
+            if ((rc = mode_only(k, RDS_MODE_SENTINEL, out, err)) == 0)
+                rc = set_decoded(&out->sentinel_user, v, "sentinel_user", err);
+        } else if (rt_str_eq_c(k, "sentinel_password")) {
+            if ((rc = mode_only(k, RDS_MODE_SENTINEL, out, err)) == 0)
+                rc = set_decoded(&out->sentinel_password, v, "sentinel_password", err);
         } else {
             rc = fail(err, "redis address: unsupported option \"%.*s\"", RT_STR_ARG(k));
         }
@@ -238,6 +303,20 @@ static int split_userinfo(rt_str_t *s, rds_addr_t *out, rt_buf_t *err)
     return rc;
 }
 
+/* Cluster and Sentinel: the URL's host:port is the first seed, addr=... add more. */
+static int finish_seeds(rds_addr_t *out, rt_buf_t *err)
+{
+    char *first = seed_format(out->host, out->port);
+    strv_push(&out->seeds, &out->nseeds, NULL);
+    memmove(out->seeds + 1, out->seeds, (out->nseeds - 1) * sizeof(*out->seeds));
+    out->seeds[0] = first;
+    if (out->mode == RDS_MODE_CLUSTER && out->db != 0)
+        return fail(err, "redis address: Redis Cluster has only db 0 (got %d)", out->db);
+    if (out->mode == RDS_MODE_SENTINEL && out->sentinel_master[0] == '\0')
+        return fail(err, "redis address: redis+sentinel:// needs sentinel_master_name");
+    return 0;
+}
+
 static int parse_tcp_url(rt_str_t s, rds_addr_t *out, rt_buf_t *err)
 {
     rt_str_t query;
@@ -254,7 +333,9 @@ static int parse_tcp_url(rt_str_t s, rds_addr_t *out, rt_buf_t *err)
         if (path.n > 0 && (rc = parse_db(path, out, err)) != 0)
             return rc;
     }
-    return parse_query(query, out, err);
+    if ((rc = parse_query(query, out, err)) != 0)
+        return rc;
+    return out->mode == RDS_MODE_STANDALONE ? 0 : finish_seeds(out, err);
 }
 
 static int parse_unix_url(rt_str_t s, rds_addr_t *out, rt_buf_t *err)
@@ -273,6 +354,12 @@ static int parse_unix_url(rt_str_t s, rds_addr_t *out, rt_buf_t *err)
 
 static void addr_defaults(rds_addr_t *a)
 {
+    a->mode = RDS_MODE_STANDALONE;
+    a->seeds = NULL;
+    a->nseeds = 0;
+    a->sentinel_master = rt_strdup("");
+    a->sentinel_user = rt_strdup("");
+    a->sentinel_password = rt_strdup("");
     a->host = rt_strdup("");
     a->port = DEFAULT_PORT;
     a->unix_path = rt_strdup("");
@@ -304,24 +391,67 @@ int rds_addr_parse(const char *url, rds_addr_t *out, rt_buf_t *err)
     } else {
         rt_str_t scheme = rt_str_from(url, (size_t)(sep - url));
         rt_str_t rest = rt_str_c(sep + 3);
-        if (scheme_is(scheme, "redis") || scheme_is(scheme, "tcp"))
+        if (scheme_is(scheme, "redis") || scheme_is(scheme, "tcp")) {
             rc = parse_tcp_url(rest, out, err);
-        else if (scheme_is(scheme, "unix"))
+        } else if (scheme_is(scheme, "unix")) {
             rc = parse_unix_url(rest, out, err);
-        else if (scheme_is(scheme, "rediss") || scheme_is(scheme, "rediss+sentinel") ||
-                 scheme_is(scheme, "rediss+cluster"))
+        } else if (scheme_is(scheme, "rediss") || scheme_is(scheme, "rediss+sentinel") ||
+                   scheme_is(scheme, "rediss+cluster")) {
             rc =
                 fail(err, "redis address: TLS needs hiredis >= 1.0; Debian 12 ships 0.14 (%.*s://)",
                      RT_STR_ARG(scheme));
-        else if (scheme_is(scheme, "redis+cluster"))
-            rc = fail(err, "redis address: Redis Cluster (redis+cluster://) is not supported; "
-                           "use one standalone address per shard");
-        else if (scheme_is(scheme, "redis+sentinel"))
-            rc = fail(err, "redis address: Redis Sentinel (redis+sentinel://) is not supported; "
-                           "use the master's address");
-        else
+        } else if (scheme_is(scheme, "redis+cluster")) {
+            out->mode = RDS_MODE_CLUSTER;
+            rc = parse_tcp_url(rest, out, err);
+        } else if (scheme_is(scheme, "redis+sentinel")) {
+            out->mode = RDS_MODE_SENTINEL;
+            rc = parse_tcp_url(rest, out, err);
+        } else {
             rc = fail(err, "redis address: unknown scheme \"%.*s\"", RT_STR_ARG(scheme));
+        }
     }
+    if (rc != 0) {
+        rds_addr_cleanup(out);
+        addr_defaults(out);
+    }
+    return rc;
+}
+
+int rds_addr_from_seeds(const char *list, rds_mode_t mode, rds_addr_t *out, rt_buf_t *err)
+{
+    RT_ASSERT(mode == RDS_MODE_CLUSTER || mode == RDS_MODE_SENTINEL);
+    addr_defaults(out);
+    out->mode = mode;
+    const char *what = mode == RDS_MODE_CLUSTER ? "Redis Cluster" : "Redis Sentinel";
+    int rc = 0;
+    rt_str_t rest = rt_str_c(list != NULL ? list : "");
+    do {
+        const char *comma = memchr(rest.p, ',', rest.n);
+        rt_str_t item = comma ? rt_str_from(rest.p, (size_t)(comma - rest.p)) : rest;
+        rest = comma ? rt_str_from(comma + 1, rest.n - item.n - 1) : RT_STR_NULL;
+        while (item.n > 0 && item.p[0] == ' ')
+            item = rt_str_from(item.p + 1, item.n - 1);
+        while (item.n > 0 && item.p[item.n - 1] == ' ')
+            item.n--;
+        bool has_port =
+            item.n > 0 && item.p[item.n - 1] != ']' && memchr(item.p, ':', item.n) != NULL;
+        if (!has_port) {
+            rc = fail(err, "redis address: malformed %s address \"%.*s\" (want host:port)", what,
+                      RT_STR_ARG(item));
+            break;
+        }
+        rds_addr_t tmp = {.host = NULL};
+        rc = parse_host_port(item, &tmp, err);
+        if (rc == 0)
+            strv_push(&out->seeds, &out->nseeds, seed_format(tmp.host, tmp.port));
+        if (rc == 0 && out->nseeds == 1) {
+            rt_free(out->host);
+            out->host = tmp.host;
+            out->port = tmp.port;
+        } else {
+            rt_free(tmp.host);
+        }
+    } while (rc == 0 && rest.p != NULL);
     if (rc != 0) {
         rds_addr_cleanup(out);
         addr_defaults(out);
@@ -331,6 +461,15 @@ int rds_addr_parse(const char *url, rds_addr_t *out, rt_buf_t *err)
 
 void rds_addr_cleanup(rds_addr_t *a)
 {
+    for (size_t i = 0; i < a->nseeds; i++)
+        rt_free(a->seeds[i]);
+    rt_free(a->seeds);
+    a->seeds = NULL;
+    a->nseeds = 0;
+    rt_free(a->sentinel_master);
+    rt_free(a->sentinel_user);
+    rt_free(a->sentinel_password);
+    a->sentinel_master = a->sentinel_user = a->sentinel_password = NULL;
     rt_free(a->host);
     rt_free(a->unix_path);
     rt_free(a->user);
@@ -338,19 +477,60 @@ void rds_addr_cleanup(rds_addr_t *a)
     a->host = a->unix_path = a->user = a->password = NULL;
 }
 
+static char *dup_or_empty(const char *s)
+{
+    return rt_strdup(s != NULL ? s : "");
+}
+
 void rds__addr_copy(rds_addr_t *dst, const rds_addr_t *src)
 {
     *dst = *src;
-    dst->host = rt_strdup(src->host ? src->host : "");
-    dst->unix_path = rt_strdup(src->unix_path ? src->unix_path : "");
-    dst->user = rt_strdup(src->user ? src->user : "");
-    dst->password = rt_strdup(src->password ? src->password : "");
+    dst->seeds = NULL;
+    dst->nseeds = 0;
+    for (size_t i = 0; i < src->nseeds; i++)
+        strv_push(&dst->seeds, &dst->nseeds, rt_strdup(src->seeds[i]));
+    dst->sentinel_master = dup_or_empty(src->sentinel_master);
+    dst->sentinel_user = dup_or_empty(src->sentinel_user);
+    dst->sentinel_password = dup_or_empty(src->sentinel_password);
+    dst->host = dup_or_empty(src->host);
+    dst->unix_path = dup_or_empty(src->unix_path);
+    dst->user = dup_or_empty(src->user);
+    dst->password = dup_or_empty(src->password);
+}
+
+int rds_addr_seed_split(const char *seed, char **host, int *port)
+{
+    rds_addr_t tmp = {.host = NULL};
+    int rc = parse_host_port(rt_str_c(seed), &tmp, NULL);
+    *host = rc == 0 ? tmp.host : NULL;
+    *port = rc == 0 ? tmp.port : 0;
+    if (rc != 0)
+        rt_free(tmp.host);
+    return rc;
+}
+
+void rds_addr_derive(rds_addr_t *out, const rds_addr_t *base, const char *host, int port)
+{
+    rds__addr_copy(out, base);
+    for (size_t i = 0; i < out->nseeds; i++)
+        rt_free(out->seeds[i]);
+    rt_free(out->seeds);
+    out->seeds = NULL;
+    out->nseeds = 0;
+    out->mode = RDS_MODE_STANDALONE;
+    rt_free(out->host);
+    out->host = rt_strdup(host);
+    out->port = port;
+    rt_free(out->unix_path);
+    out->unix_path = rt_strdup("");
 }
 
 const char *rds_addr_name(const rds_addr_t *a)
 {
     static _Thread_local char buf[512];
-    if (a->unix_path != NULL && a->unix_path[0] != '\0')
+    if (a->mode == RDS_MODE_SENTINEL)
+        snprintf(buf, sizeof(buf), "sentinel:%s", a->sentinel_master ? a->sentinel_master : "");
+    else if (a->unix_path != NULL && a->unix_path[0] != '\0')
         snprintf(buf, sizeof(buf), "%s", a->unix_path);
     else if (a->host != NULL && strchr(a->host, ':') != NULL)
         snprintf(buf, sizeof(buf), "[%s]:%d", a->host, a->port);

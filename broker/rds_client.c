@@ -40,7 +40,7 @@ void rds_client_opts_default(rds_client_opts_t *o)
     memset(o, 0, sizeof(*o));
     o->max_inflight = 16384;
     o->reconnect_min_ms = 100;
-    o->reconnect_max_ms = 5000;
+    o->reconnect_max_ms = 2000;
 }
 
 static req_t *pop(rds_client_t *c)

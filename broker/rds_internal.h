@@ -1,6 +1,7 @@
 /* Shared by rds_*.c only: address copies, re-entrancy guards and the connection "link"
- * (connect, connect timeout, AUTH/SELECT/PING handshake, reconnect with backoff) that both
- * the command client and the PUB/SUB connection sit on. */
+ * (connect, connect timeout, AUTH/SELECT/PING handshake, reconnect with backoff, master
+ * discovery through Sentinel) that both the command client and the PUB/SUB connection sit
+ * on. */
 #ifndef RT_BROKER_RDS_INTERNAL_H
 #define RT_BROKER_RDS_INTERNAL_H
 
@@ -70,9 +71,16 @@ typedef struct rds__link_ops {
     void (*on_reply)(rds__link_t *l, redisReply *r);
 } rds__link_ops_t;
 
+/* While a Sentinel-mode link is up it asks the Sentinels this often whether the master
+ * moved (centrifuge master re-checks every 5 s rather than trusting +switch-master). */
+#define RDS_SENTINEL_RECHECK_MS 5000
+
 struct rds__link {
     struct ev_loop *loop;       /* borrowed */
-    rds_addr_t addr;            /* owned copy */
+    rds_addr_t addr;            /* owned copy; mode STANDALONE or SENTINEL (a CLUSTER address
+                                   is dialled as its first seed) */
+    char name[320];             /* for logs: "host:port", plus the master name in Sentinel
+                                   mode */
     const char *kind;           /* static: "command" or "pubsub", for logs */
     const rds__link_ops_t *ops; /* borrowed, static */
     redisAsyncContext *ac;      /* owned by hiredis; NULL while waiting to reconnect */
@@ -85,6 +93,23 @@ struct rds__link {
     int64_t backoff_max_ms;
     ev_timer setup_timer; /* connect, then handshake deadline */
     ev_timer retry_timer; /* backoff before the next attempt */
+
+    /* Sentinel mode: before every attempt the Sentinels are asked in turn (starting with
+     * the one that answered last) for the master's address; the master must then say
+     * ROLE master during the handshake. */
+    char *master_host;        /* owned; the master last reported, NULL before any answer */
+    int master_port;          /* with master_host */
+    size_t sentinel_next;     /* index into addr.seeds of the Sentinel to ask first */
+    redisAsyncContext *sq_ac; /* owned by hiredis; the query's Sentinel connection, or NULL */
+    rds__conn_t *sq_conn;     /* its record; NULL with sq_ac */
+    bool sq_active;           /* a query is running (sq_ac may be NULL between Sentinels) */
+    bool sq_recheck;          /* the query checks a link that is up (else it precedes a
+                                 connect attempt) */
+    size_t sq_tries;          /* Sentinels tried by this query */
+    int sq_left;              /* replies still expected from the current Sentinel */
+    char sq_error[160];       /* the last Sentinel failure of this query, for the log */
+    ev_timer sq_timer;        /* the current Sentinel's connect, then reply deadline */
+    ev_timer recheck_timer;   /* while up: RDS_SENTINEL_RECHECK_MS */
 };
 
 /* Starts connecting right away (failures are retried with backoff, never reported). */

@@ -2,6 +2,15 @@
  * and PING before reporting up, teardown and reconnect with exponential backoff plus
  * jitter.
  *
+ * Sentinel mode (SERVER.md §3.15): every attempt first asks the Sentinels, one at a time
+ * with the connect and io timeouts and AUTH if configured, SENTINEL get-master-addr-by-name;
+ * the first answer names the server that attempt dials, and the handshake also checks
+ * ROLE so that a demoted master (Sentinel's view may lag) is never reported up. While up,
+ * the Sentinels are asked again every RDS_SENTINEL_RECHECK_MS and the link is dropped when
+ * they name another master. A failover is therefore followed on the next attempt after the
+ * old master's connection breaks (Sentinel also kills the clients of a demoted master), or
+ * within one re-check at the latest.
+ *
  * Lifetime of a hiredis context (0.14 semantics, async.c): once connected, hiredis calls
  * every pending callback with a NULL reply and then the disconnect callback, last, before
  * freeing it; a context that never connected gets at most the connect callback. A
@@ -12,10 +21,13 @@
 #include "broker/rds_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <hiredis/adapters/libev.h>
 
 #include "node/base/alloc.h"
+#include "node/base/assert.h"
 #include "node/base/err.h"
 #include "node/base/log.h"
 #include "node/base/rand.h"
@@ -26,6 +38,26 @@ struct rds__conn {
 };
 
 static void link_connect(rds__link_t *l);
+static void link_connect_master(rds__link_t *l);
+static void sq_start(rds__link_t *l, bool recheck);
+static void sq_cancel(rds__link_t *l);
+
+static bool is_sentinel(const rds__link_t *l)
+{
+    return l->addr.mode == RDS_MODE_SENTINEL;
+}
+
+static void update_name(rds__link_t *l)
+{
+    if (!is_sentinel(l) || l->master_host == NULL) {
+        snprintf(l->name, sizeof(l->name), "%s", rds_addr_name(&l->addr));
+        return;
+    }
+    const char *host = l->master_host;
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(l->name, sizeof(l->name), "%s%s%s:%d (sentinel master %s)", v6 ? "[" : "", host,
+             v6 ? "]" : "", l->master_port, l->addr.sentinel_master);
+}
 
 static void schedule_retry(rds__link_t *l)
 {
@@ -49,25 +81,18 @@ static void log_failure(rds__link_t *l, const char *why, const char *detail)
 {
     if (!l->warned) {
         l->warned = true;
-        RT_LOG_WARN("redis connect failed kind=%s addr=%s reason=\"%s%s%s\"", l->kind,
-                    rds_addr_name(&l->addr), why, detail ? ": " : "", detail ? detail : "");
+        RT_LOG_WARN("redis connect failed kind=%s addr=%s reason=\"%s%s%s\"", l->kind, l->name, why,
+                    detail ? ": " : "", detail ? detail : "");
     } else {
-        RT_LOG_DEBUG("redis connect failed kind=%s addr=%s reason=\"%s%s%s\"", l->kind,
-                     rds_addr_name(&l->addr), why, detail ? ": " : "", detail ? detail : "");
+        RT_LOG_DEBUG("redis connect failed kind=%s addr=%s reason=\"%s%s%s\"", l->kind, l->name,
+                     why, detail ? ": " : "", detail ? detail : "");
     }
 }
 
-/* Forgets the current context. With free_ctx the context is ours to free (we are not
+/* Stops caring about one context. With free_ctx the context is ours to free (we are not
  * inside its teardown); otherwise hiredis is already freeing it. */
-static void detach(rds__link_t *l, bool free_ctx)
+static void release_ctx(redisAsyncContext *ac, rds__conn_t *conn, bool free_ctx)
 {
-    rds__conn_t *conn = l->conn;
-    redisAsyncContext *ac = l->ac;
-    l->conn = NULL;
-    l->ac = NULL;
-    l->up = false;
-    l->handshake_left = 0;
-    ev_timer_stop(l->loop, &l->setup_timer);
     if (conn == NULL)
         return;
     conn->link = NULL;
@@ -80,13 +105,29 @@ static void detach(rds__link_t *l, bool free_ctx)
     }
 }
 
+/* Forgets the current context (and a Sentinel re-check of it). */
+static void detach(rds__link_t *l, bool free_ctx)
+{
+    rds__conn_t *conn = l->conn;
+    redisAsyncContext *ac = l->ac;
+    l->conn = NULL;
+    l->ac = NULL;
+    l->up = false;
+    l->handshake_left = 0;
+    ev_timer_stop(l->loop, &l->setup_timer);
+    ev_timer_stop(l->loop, &l->recheck_timer);
+    if (l->sq_active && l->sq_recheck)
+        sq_cancel(l);
+    release_ctx(ac, conn, free_ctx);
+}
+
 /* Last statement of every caller: on_down may free the owner and with it l. */
 static void teardown(rds__link_t *l, int status, bool free_ctx, const char *why, const char *detail)
 {
     bool was_up = l->up;
     if (was_up) {
-        RT_LOG_WARN("redis connection lost kind=%s addr=%s reason=\"%s%s%s\"", l->kind,
-                    rds_addr_name(&l->addr), why, detail ? ": " : "", detail ? detail : "");
+        RT_LOG_WARN("redis connection lost kind=%s addr=%s reason=\"%s%s%s\"", l->kind, l->name,
+                    why, detail ? ": " : "", detail ? detail : "");
         l->warned = true;
     } else {
         log_failure(l, why, detail);
@@ -95,6 +136,23 @@ static void teardown(rds__link_t *l, int status, bool free_ctx, const char *why,
     schedule_retry(l);
     if (was_up)
         l->ops->on_down(l, status);
+}
+
+static bool reply_is_master(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+           (r->element[0]->type == REDIS_REPLY_STRING ||
+            r->element[0]->type == REDIS_REPLY_STATUS) &&
+           r->element[0]->len == 6 && memcmp(r->element[0]->str, "master", 6) == 0;
+}
+
+/* The ROLE reply's first element, for the log. */
+static void reply_role(const redisReply *r, char *out, size_t n)
+{
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->str != NULL)
+        snprintf(out, n, "ROLE %.*s", (int)r->element[0]->len, r->element[0]->str);
+    else
+        snprintf(out, n, "unexpected ROLE reply type %d", r->type);
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -117,14 +175,24 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         teardown(l, RT_EREDIS, true, "handshake refused", r->str);
         return;
     }
+    if (l->handshake_left == 1 && is_sentinel(l) && !reply_is_master(r)) {
+        char role[64];
+        reply_role(r, role, sizeof(role));
+        teardown(l, RT_EREDIS, true, "not the master (Sentinel's view lags)", role);
+        return;
+    }
     if (--l->handshake_left > 0)
         return;
     l->up = true;
     l->attempts = 0;
     l->warned = false;
     ev_timer_stop(l->loop, &l->setup_timer);
-    RT_LOG_INFO("redis connected kind=%s addr=%s db=%d", l->kind, rds_addr_name(&l->addr),
-                l->addr.db);
+    if (is_sentinel(l)) {
+        ev_timer_set(&l->recheck_timer, RDS_SENTINEL_RECHECK_MS / 1000.0,
+                     RDS_SENTINEL_RECHECK_MS / 1000.0);
+        ev_timer_start(l->loop, &l->recheck_timer);
+    }
+    RT_LOG_INFO("redis connected kind=%s addr=%s db=%d", l->kind, l->name, l->addr.db);
     l->ops->on_up(l);
 }
 
@@ -161,6 +229,11 @@ static int send_handshake(rds__link_t *l)
         /* Also with nothing else to send: proves the server answers (not LOADING, not
          * asking for a password we lack) before anyone is told the link is up. */
         rc = send_raw(l, 1, (const char *[]){"PING"}, (const size_t[]){4});
+        l->handshake_left++;
+    }
+    if (rc == 0 && is_sentinel(l)) {
+        /* Last, so that on_reply knows which reply it is. */
+        rc = send_raw(l, 1, (const char *[]){"ROLE"}, (const size_t[]){4});
         l->handshake_left++;
     }
     return rc;
@@ -209,11 +282,250 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
     link_connect(w->data);
 }
 
+/* ---- Sentinel queries ------------------------------------------------------------------ */
+
+static void sq_release(rds__link_t *l, bool free_ctx)
+{
+    redisAsyncContext *ac = l->sq_ac;
+    rds__conn_t *conn = l->sq_conn;
+    l->sq_ac = NULL;
+    l->sq_conn = NULL;
+    l->sq_left = 0;
+    ev_timer_stop(l->loop, &l->sq_timer);
+    release_ctx(ac, conn, free_ctx);
+}
+
+static void sq_cancel(rds__link_t *l)
+{
+    sq_release(l, true);
+    l->sq_active = false;
+}
+
+static void sq_next(rds__link_t *l);
+
+/* The current Sentinel did not answer usefully: the query moves on to the next one. */
+static void sq_failed(rds__link_t *l, bool free_ctx, const char *why, const char *detail)
+{
+    const char *seed = l->addr.seeds[l->sentinel_next % l->addr.nseeds];
+    snprintf(l->sq_error, sizeof(l->sq_error), "sentinel %s: %s%s%s", seed, why, detail ? ": " : "",
+             detail ? detail : "");
+    RT_LOG_DEBUG("redis sentinel query failed kind=%s master=%s %s", l->kind,
+                 l->addr.sentinel_master, l->sq_error);
+    sq_release(l, free_ctx);
+    l->sentinel_next = (l->sentinel_next + 1) % l->addr.nseeds;
+    sq_next(l);
+}
+
+/* The query found host:port (copied). Last statement of its callers: it may drop the link
+ * (a re-check that found another master), and the owner may free l then. */
+static void sq_done(rds__link_t *l, const char *host, int port)
+{
+    sq_release(l, true);
+    l->sq_active = false;
+    bool moved =
+        l->master_host == NULL || strcmp(l->master_host, host) != 0 || l->master_port != port;
+    if (moved) {
+        rt_free(l->master_host);
+        l->master_host = rt_strdup(host);
+        l->master_port = port;
+    }
+    if (!l->sq_recheck) {
+        update_name(l);
+        link_connect_master(l);
+        return;
+    }
+    if (moved) {
+        RT_LOG_WARN("redis sentinel reports a new master kind=%s master=%s addr=%s:%d", l->kind,
+                    l->addr.sentinel_master, host, port);
+        /* The name keeps the old address for the "lost" line; the next attempt asks again. */
+        rds__link_drop(l, RT_ECLOSED);
+    }
+}
+
+/* Every Sentinel failed. Before a connect attempt that is a failed attempt; for a
+ * re-check nothing changes (the link itself still works). */
+static void sq_exhausted(rds__link_t *l)
+{
+    l->sq_active = false;
+    if (l->sq_recheck) {
+        RT_LOG_DEBUG("redis sentinel re-check failed kind=%s master=%s last=\"%s\"", l->kind,
+                     l->addr.sentinel_master, l->sq_error);
+        return;
+    }
+    log_failure(l, "no Sentinel named the master", l->sq_error);
+    schedule_retry(l);
+}
+
+static void sq_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    rds__conn_t *conn = privdata;
+    rds__link_t *l = conn->link;
+    if (l == NULL)
+        return;
+    redisReply *r = reply;
+    if (r == NULL) {
+        sq_failed(l, false, "connection closed", ac->errstr);
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        sq_failed(l, true, "refused", r->str);
+        return;
+    }
+    if (--l->sq_left > 0)
+        return; /* the AUTH reply */
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
+        sq_failed(l, true, "master unknown", r->type == REDIS_REPLY_NIL ? "nil reply" : NULL);
+        return;
+    }
+    char host[256], port_s[16];
+    const redisReply *h = r->element[0], *p = r->element[1];
+    char *end = NULL;
+    long port = 0;
+    if (h->len == 0 || h->len >= sizeof(host) || memchr(h->str, '\0', h->len) != NULL ||
+        p->len == 0 || p->len >= sizeof(port_s)) {
+        sq_failed(l, true, "malformed master address", NULL);
+        return;
+    }
+    memcpy(host, h->str, h->len);
+    host[h->len] = '\0';
+    memcpy(port_s, p->str, p->len);
+    port_s[p->len] = '\0';
+    port = strtol(port_s, &end, 10);
+    if (*end != '\0' || port < 1 || port > 65535) {
+        sq_failed(l, true, "malformed master port", port_s);
+        return;
+    }
+    sq_done(l, host, (int)port);
+}
+
+static int sq_send(rds__link_t *l, int argc, const char **argv, const size_t *argvlen)
+{
+    l->sq_left++;
+    if (redisAsyncCommandArgv(l->sq_ac, sq_on_reply, l->sq_conn, argc, argv, argvlen) != REDIS_OK)
+        return RT_ECLOSED;
+    return 0;
+}
+
+static void sq_on_connect(const redisAsyncContext *ac, int status)
+{
+    rds__conn_t *conn = ac->data;
+    rds__link_t *l = conn->link;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this returns and calls nothing else. */
+        if (l != NULL)
+            sq_failed(l, false, "connect", ac->c.errstr);
+        rt_free(conn);
+        return;
+    }
+    conn->connected = true;
+    if (l == NULL)
+        return;
+    ev_timer_stop(l->loop, &l->sq_timer);
+    ev_timer_set(&l->sq_timer, (double)l->addr.io_timeout_ms / 1000.0, 0.0);
+    ev_timer_start(l->loop, &l->sq_timer);
+    const char *su = l->addr.sentinel_user, *sp = l->addr.sentinel_password;
+    int rc = 0;
+    if (sp[0] != '\0' && su[0] != '\0')
+        rc = sq_send(l, 3, (const char *[]){"AUTH", su, sp},
+                     (const size_t[]){4, strlen(su), strlen(sp)});
+    else if (sp[0] != '\0')
+        rc = sq_send(l, 2, (const char *[]){"AUTH", sp}, (const size_t[]){4, strlen(sp)});
+    const char *m = l->addr.sentinel_master;
+    if (rc == 0)
+        rc = sq_send(l, 3, (const char *[]){"SENTINEL", "get-master-addr-by-name", m},
+                     (const size_t[]){8, 23, strlen(m)});
+    if (rc != 0)
+        sq_failed(l, true, "cannot queue commands", NULL);
+}
+
+static void sq_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    rds__conn_t *conn = ac->data;
+    rds__link_t *l = conn->link;
+    if (l != NULL)
+        sq_failed(l, false, "connection closed",
+                  ac->errstr && ac->errstr[0] ? ac->errstr : "by peer");
+    rt_free(conn);
+}
+
+static void sq_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rds__link_t *l = w->data;
+    sq_failed(l, true,
+              l->sq_conn != NULL && l->sq_conn->connected ? "reply timeout" : "connect timeout",
+              NULL);
+}
+
+/* Dials the next Sentinel of the query, or ends it when each was tried once. */
+static void sq_next(rds__link_t *l)
+{
+    while (l->sq_tries < l->addr.nseeds) {
+        l->sq_tries++;
+        const char *seed = l->addr.seeds[l->sentinel_next];
+        char *host = NULL;
+        int port = 0;
+        redisAsyncContext *ac = NULL;
+        if (rds_addr_seed_split(seed, &host, &port) == 0)
+            ac = redisAsyncConnect(host, port);
+        rt_free(host);
+        if (ac == NULL || ac->err || redisLibevAttach(l->loop, ac) != REDIS_OK) {
+            snprintf(l->sq_error, sizeof(l->sq_error), "sentinel %s: connect: %s", seed,
+                     ac != NULL ? ac->errstr : "bad address");
+            if (ac != NULL)
+                redisAsyncFree(ac);
+            l->sentinel_next = (l->sentinel_next + 1) % l->addr.nseeds;
+            continue;
+        }
+        rds__conn_t *conn = RT_NEW(rds__conn_t);
+        conn->link = l;
+        ac->data = conn;
+        l->sq_ac = ac;
+        l->sq_conn = conn;
+        redisAsyncSetConnectCallback(ac, sq_on_connect);
+        redisAsyncSetDisconnectCallback(ac, sq_on_disconnect);
+        ev_now_update(l->loop);
+        ev_timer_set(&l->sq_timer, (double)l->addr.connect_timeout_ms / 1000.0, 0.0);
+        ev_timer_start(l->loop, &l->sq_timer);
+        return;
+    }
+    sq_exhausted(l);
+}
+
+static void sq_start(rds__link_t *l, bool recheck)
+{
+    RT_ASSERT(!l->sq_active);
+    l->sq_active = true;
+    l->sq_recheck = recheck;
+    l->sq_tries = 0;
+    l->sq_error[0] = '\0';
+    sq_next(l);
+}
+
+static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rds__link_t *l = w->data;
+    if (l->up && !l->sq_active)
+        sq_start(l, true);
+}
+
+/* ---- connecting ------------------------------------------------------------------------ */
+
 static void link_connect(rds__link_t *l)
 {
-    redisAsyncContext *ac = l->addr.unix_path[0] != '\0'
-                                ? redisAsyncConnectUnix(l->addr.unix_path)
-                                : redisAsyncConnect(l->addr.host, l->addr.port);
+    if (is_sentinel(l)) {
+        sq_start(l, false);
+        return;
+    }
+    link_connect_master(l);
+}
+
+static void link_connect_master(rds__link_t *l)
+{
+    const char *host = is_sentinel(l) ? l->master_host : l->addr.host;
+    int port = is_sentinel(l) ? l->master_port : l->addr.port;
+    redisAsyncContext *ac = l->addr.unix_path[0] != '\0' ? redisAsyncConnectUnix(l->addr.unix_path)
+                                                         : redisAsyncConnect(host, port);
     if (ac == NULL || ac->err || redisLibevAttach(l->loop, ac) != REDIS_OK) {
         log_failure(l, "connect", ac != NULL ? ac->errstr : "out of memory");
         if (ac != NULL)
@@ -255,6 +567,11 @@ void rds__link_init(rds__link_t *l, struct ev_loop *loop, const rds_addr_t *addr
     l->setup_timer.data = l;
     ev_init(&l->retry_timer, on_retry);
     l->retry_timer.data = l;
+    ev_init(&l->sq_timer, sq_on_timeout);
+    l->sq_timer.data = l;
+    ev_init(&l->recheck_timer, on_recheck);
+    l->recheck_timer.data = l;
+    update_name(l);
     link_connect(l);
 }
 
@@ -262,6 +579,9 @@ void rds__link_cleanup(rds__link_t *l)
 {
     ev_timer_stop(l->loop, &l->retry_timer);
     detach(l, true);
+    sq_cancel(l);
+    rt_free(l->master_host);
+    l->master_host = NULL;
     rds_addr_cleanup(&l->addr);
 }
 

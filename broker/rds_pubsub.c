@@ -32,8 +32,21 @@ typedef struct chan {
     char name[]; /* n bytes (binary safe) + NUL */
 } chan_t;
 
+/* A caller waiting until the SUBSCRIBEs issued so far are confirmed (rds_pubsub_barrier). */
+typedef struct barrier {
+    struct barrier *next;
+    uint64_t target; /* sub_confirmed value that completes it */
+    void (*cb)(int status, void *ud);
+    void *ud;
+} barrier_t;
+
 struct rds_pubsub {
-    rds__link_t link; /* first member: ops callbacks cast the link back */
+    rds__link_t link;       /* first member: ops callbacks cast the link back */
+    size_t ndirty;          /* entries on the dirty list */
+    uint64_t sub_sent;      /* channels in SUBSCRIBEs sent since the connection synced */
+    uint64_t sub_confirmed; /* their confirmations received */
+    barrier_t *barriers;    /* owned, in registration order (targets non-decreasing) */
+    barrier_t **barriers_tail;
     rds_pubsub_handler_t h;
     int64_t probe_interval_ms;
     chan_t **buckets; /* owned, nbuckets (a power of two) chains of owned entries */
@@ -77,6 +90,7 @@ static void grow(rds_pubsub_t *p)
 
 static void dirty_add(rds_pubsub_t *p, chan_t *e)
 {
+    p->ndirty++;
     e->dirty = true;
     e->dirty_prev = NULL;
     e->dirty_next = p->dirty;
@@ -89,6 +103,7 @@ static void dirty_remove(rds_pubsub_t *p, chan_t *e)
 {
     if (!e->dirty)
         return;
+    p->ndirty--;
     if (e->dirty_prev != NULL)
         e->dirty_prev->dirty_next = e->dirty_next;
     else
@@ -150,6 +165,8 @@ static void start_deadline(rds_pubsub_t *p)
     ev_timer_start(p->link.loop, &p->deadline_timer);
 }
 
+static void run_barriers(rds_pubsub_t *p, int status);
+
 static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     rds_pubsub_t *p = w->data;
@@ -172,11 +189,29 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
         chan_t *e = p->dirty;
         dirty_remove(p, e);
         e->sent = true;
+        p->sub_sent++;
         items[n++] = e;
         if (n == BATCH_CHANNELS || p->dirty == NULL) {
             send_batch(p, "SUBSCRIBE", items, n);
             n = 0;
         }
+    }
+    run_barriers(p, 0);
+}
+
+/* Completes the barriers whose SUBSCRIBEs are confirmed; when nothing is outstanding at
+ * all (a dirty channel may have been dropped before it was sent) every barrier is done. */
+static void run_barriers(rds_pubsub_t *p, int status)
+{
+    bool idle = p->ndirty == 0 && p->sub_sent == p->sub_confirmed;
+    while (p->barriers != NULL &&
+           (status != 0 || idle || p->barriers->target <= p->sub_confirmed)) {
+        barrier_t *b = p->barriers;
+        p->barriers = b->next;
+        if (p->barriers == NULL)
+            p->barriers_tail = &p->barriers;
+        b->cb(status, b->ud);
+        rt_free(b);
     }
 }
 
@@ -245,6 +280,7 @@ static void pubsub_on_down(rds__link_t *l, int status)
     ev_timer_stop(l->loop, &p->probe_timer);
     ev_timer_stop(l->loop, &p->deadline_timer);
     forget_connection_state(p);
+    run_barriers(p, RT_ECLOSED);
     if (was_up && p->h.on_state != NULL)
         p->h.on_state(p->h.ud, false);
 }
@@ -252,6 +288,7 @@ static void pubsub_on_down(rds__link_t *l, int status)
 static void synced(rds_pubsub_t *p)
 {
     p->up = true;
+    p->sub_sent = p->sub_confirmed = 0;
     ev_timer_stop(p->link.loop, &p->deadline_timer);
     ev_timer_set(&p->probe_timer, (double)p->probe_interval_ms / 1000.0,
                  (double)p->probe_interval_ms / 1000.0);
@@ -293,7 +330,10 @@ static void pubsub_on_reply(rds__link_t *l, redisReply *r)
         if (p->sync_left > 0) {
             if (--p->sync_left == 0)
                 synced(p);
-        } else if (!rt_str_eq_c(kind, "subscribe") && p->probing) {
+        } else if (rt_str_eq_c(kind, "subscribe")) {
+            p->sub_confirmed++;
+            run_barriers(p, 0);
+        } else if (p->probing) {
             p->probing = false;
             ev_timer_stop(l->loop, &p->deadline_timer);
         }
@@ -320,8 +360,25 @@ rds_pubsub_t *rds_pubsub_new(struct ev_loop *loop, const rds_addr_t *addr,
     p->probe_timer.data = p;
     ev_init(&p->deadline_timer, on_deadline);
     p->deadline_timer.data = p;
-    rds__link_init(&p->link, loop, addr, &pubsub_ops, "pubsub", 100, 5000);
+    p->barriers_tail = &p->barriers;
+    /* Short backoff cap: while PUB/SUB is down the node cannot take new subscriptions. */
+    rds__link_init(&p->link, loop, addr, &pubsub_ops, "pubsub", 100, 1000);
     return p;
+}
+
+int rds_pubsub_barrier(rds_pubsub_t *p, void (*cb)(int status, void *ud), void *ud)
+{
+    if (!p->up)
+        return RT_ECLOSED;
+    barrier_t *b = RT_NEW(barrier_t);
+    b->target = p->sub_sent + p->ndirty;
+    b->cb = cb;
+    b->ud = ud;
+    *p->barriers_tail = b;
+    p->barriers_tail = &b->next;
+    /* Completed from the flush pass at the earliest, never inside this call. */
+    schedule_flush(p);
+    return 0;
 }
 
 void rds_pubsub_free(rds_pubsub_t *p)
@@ -333,6 +390,7 @@ void rds_pubsub_free(rds_pubsub_t *p)
     ev_timer_stop(loop, &p->probe_timer);
     ev_timer_stop(loop, &p->deadline_timer);
     rds__link_cleanup(&p->link);
+    run_barriers(p, RT_ECANCELED);
     free_list(p->unsub);
     for (size_t i = 0; i < p->nbuckets; i++)
         free_list(p->buckets[i]);

@@ -106,6 +106,21 @@ static void send_encoded(node_client_t *c, int rc)
     node_client_send_scratch(c);
 }
 
+/* Commands whose replies are still in flight (engine round trips). A malformed line after
+ * them closes the connection only once they are answered: the commands before a bad line
+ * are processed and answered, as the reference (which handles them synchronously) does. */
+static void inflight_begin(node_client_t *c)
+{
+    c->inflight++;
+}
+
+static void inflight_end(node_client_t *c)
+{
+    if (c->inflight > 0 && --c->inflight == 0 && c->pending_disconnect &&
+        c->state != NODE_CLIENT_CLOSING)
+        node_client_disconnect(c, c->pending_disconnect, NULL);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Lifecycle.
  */
@@ -188,7 +203,7 @@ static void on_ws_message(tr_ws_t *ws, const uint8_t *data, size_t len, bool bin
     node_client_t *c = ud;
     (void)ws;
     (void)binary; /* the reference does not check the opcode (PROTOCOL.md §10.2) */
-    if (c->state == NODE_CLIENT_CLOSING)
+    if (c->state == NODE_CLIENT_CLOSING || c->pending_disconnect)
         return;
     atomic_fetch_add_explicit(&c->w->node->metrics.messages_received, 1, memory_order_relaxed);
     process_frame(c, data, len);
@@ -637,7 +652,18 @@ static int sub_result(node_sub_t *s, node_sub_result_t *r, broker_pub_t ***pubs_
 static void connect_finish(node_client_t *c);
 
 /* All ops of a subscribe flow are done: answer according to the origin. */
+static void sub_complete_inner(node_sub_t *s);
+
 static void sub_complete(node_sub_t *s)
+{
+    node_client_t *c = s->client;
+    bool client_cmd = s->origin == NODE_SUB_CLIENT;
+    sub_complete_inner(s); /* may free s */
+    if (client_cmd)
+        inflight_end(c);
+}
+
+static void sub_complete_inner(node_sub_t *s)
 {
     node_client_t *c = s->client;
     if (s->origin == NODE_SUB_CONNECT) {
@@ -694,6 +720,9 @@ static void sub_op_done(node_worker_t *w, node_op_t *op)
         RT_LOG_WARN("subscribe flow failed channel=%s op=%d err=%s", s->channel, op->kind,
                     rt_strerror(op->status));
         s->failed_code = NODE_ERR_INTERNAL;
+    } else if (op->kind == NODE_OP_HUB_WAIT) {
+        if (s->chan)
+            s->chan->confirmed = true;
     } else if (op->kind == NODE_OP_HISTORY) {
         s->top_offset = op->offset;
         copy_epoch(s->top_epoch, rt_str_c(op->epoch));
@@ -713,8 +742,17 @@ static void sub_begin(node_sub_t *s)
     node_client_t *c = s->client;
     const node_ns_opts_t *ns =
         node_config_resolve(cfg_of(c), s->channel, s->channel_len, NULL, NULL);
-    node_hub_attach(c->w, s);
     s->pending_ops = 1; /* guard until every op is posted */
+    if (node_hub_attach(c->w, s)) {
+        /* Answer only once publications of the channel reach this node (Redis confirmed
+         * the SUBSCRIBE): a publish right after the reply must arrive. */
+        node_op_t *op = node_op_new(NODE_OP_HUB_WAIT, c->w, sub_op_done);
+        op->ref_id = c->id;
+        op->sub_serial = s->serial;
+        op->channel = node_op_copy(op, (rt_str_t){s->channel, s->channel_len});
+        s->pending_ops++;
+        node_worker_post(c->w, op);
+    }
     if (s->presence) {
         s->pending_ops++;
         post_info_op(c, s, NODE_OP_PRESENCE_ADD, sub_op_done);
@@ -879,6 +917,7 @@ static void handle_subscribe(node_client_t *c, const node_cmd_t *cmd)
     s->req_offset = cmd->offset;
     copy_epoch(s->req_epoch, cmd->epoch);
     s->reject_unrecovered = (cmd->flag & 2) != 0;
+    inflight_begin(c); /* ended when the flow answers (sub_complete) */
     sub_begin(s);
 }
 
@@ -926,11 +965,19 @@ static node_client_t *op_client(node_worker_t *w, const node_op_t *op)
     return c;
 }
 
+static void publish_done_reply(node_client_t *c, node_worker_t *w, node_op_t *op);
+
 static void publish_done(node_worker_t *w, node_op_t *op)
 {
     node_client_t *c = op_client(w, op);
     if (c == NULL)
         return;
+    publish_done_reply(c, w, op);
+    inflight_end(c);
+}
+
+static void publish_done_reply(node_client_t *c, node_worker_t *w, node_op_t *op)
+{
     if (op->status != 0) {
         send_error(c, op->cmd_id, NODE_ERR_INTERNAL);
         return;
@@ -980,14 +1027,23 @@ static void handle_publish(node_client_t *c, const node_cmd_t *cmd)
     op->pub.opts.history_ttl_ms = ns->history_ttl_ms;
     op->pub.opts.history_meta_ttl_ms = ns->history_meta_ttl_ms;
     op->pub.fields.delta = ns->delta_publish;
+    inflight_begin(c);
     node_worker_post(c->w, op);
 }
+
+static void presence_done_reply(node_client_t *c, node_worker_t *w, node_op_t *op);
 
 static void presence_done(node_worker_t *w, node_op_t *op)
 {
     node_client_t *c = op_client(w, op);
     if (c == NULL)
         return;
+    presence_done_reply(c, w, op);
+    inflight_end(c);
+}
+
+static void presence_done_reply(node_client_t *c, node_worker_t *w, node_op_t *op)
+{
     if (op->status != 0) {
         send_error(c, op->cmd_id, NODE_ERR_INTERNAL);
         return;
@@ -1021,14 +1077,23 @@ static void handle_presence(node_client_t *c, const node_cmd_t *cmd, bool stats)
     op->ref_id = c->id;
     op->cmd_id = cmd->id;
     op->channel = node_op_copy(op, cmd->channel);
+    inflight_begin(c);
     node_worker_post(c->w, op);
 }
+
+static void history_done_reply(node_client_t *c, node_worker_t *w, node_op_t *op);
 
 static void history_done(node_worker_t *w, node_op_t *op)
 {
     node_client_t *c = op_client(w, op);
     if (c == NULL)
         return;
+    history_done_reply(c, w, op);
+    inflight_end(c);
+}
+
+static void history_done_reply(node_client_t *c, node_worker_t *w, node_op_t *op)
+{
     if (op->status != 0) {
         send_error(c, op->cmd_id, NODE_ERR_INTERNAL);
         return;
@@ -1079,6 +1144,7 @@ static void handle_history(node_client_t *c, const node_cmd_t *cmd)
     op->hist.history_size = ns->history_size;
     op->hist.history_ttl_ms = ns->history_ttl_ms;
     op->hist.history_meta_ttl_ms = ns->history_meta_ttl_ms;
+    inflight_begin(c);
     node_worker_post(c->w, op);
 }
 
@@ -1623,7 +1689,10 @@ static void process_frame(node_client_t *c, const uint8_t *data, size_t len)
     }
     if (rc == RT_EPROTO && c->state != NODE_CLIENT_CLOSING) {
         CLOG_DEBUG(c, "malformed frame len=%zu", len);
-        node_client_disconnect(c, NODE_DISCONNECT_BAD_REQUEST, NULL);
+        if (c->inflight > 0)
+            c->pending_disconnect = NODE_DISCONNECT_BAD_REQUEST;
+        else
+            node_client_disconnect(c, NODE_DISCONNECT_BAD_REQUEST, NULL);
     }
     node_json_reader_cleanup(&r);
 }

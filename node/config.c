@@ -95,6 +95,12 @@ static const key_def_t top_keys[] = {
     C_("log.level", K_LOGLEVEL, log_level, 0, 0, 0),
     CS("engine.type", engine_type),
     CV("engine.redis.address", redis_addresses, redis_addresses_count, 1),
+    CV("engine.redis.cluster_address", redis_cluster_addresses, redis_cluster_addresses_count, 0),
+    CV("engine.redis.sentinel_address", redis_sentinel_addresses, redis_sentinel_addresses_count,
+       0),
+    CS("engine.redis.sentinel_master_name", redis_sentinel_master_name),
+    CS("engine.redis.sentinel_user", redis_sentinel_user),
+    CS("engine.redis.sentinel_password", redis_sentinel_password),
     C_("engine.redis.prefix", K_STR, redis_prefix, 0, 0, F_NONEMPTY),
     CS("engine.redis.user", redis_user),
     CS("engine.redis.password", redis_password),
@@ -243,10 +249,10 @@ typedef struct unsup_def {
 } unsup_def_t;
 
 #define WHY_CLUSTER                                                                                \
-    "Redis Cluster is not supported by this rotor build yet (list independent shards in "          \
-    "address instead)"
-#define WHY_SENTINEL "Redis Sentinel is not supported by this rotor build yet"
-#define WHY_TLS      "TLS connections to Redis are not supported by this rotor build yet"
+    "Redis Cluster is not supported for consumers (give the consumer one standalone address)"
+#define WHY_SENTINEL                                                                               \
+    "Redis Sentinel keys are not supported for consumers (use a redis+sentinel:// address)"
+#define WHY_TLS "TLS connections to Redis are not supported by this rotor build yet"
 #define WHY_SPLIT                                                                                  \
     "separate broker / presence_manager sections are not supported yet (configure engine.type "    \
     "and engine.redis)"
@@ -262,6 +268,14 @@ typedef struct unsup_def {
         pre ".client_name", 0, NULL                                                                \
     }
 
+/* The engine dials Cluster and Sentinel itself; only these side keys remain. */
+#define REDIS_ENGINE_UNSUP(pre)                                                                    \
+    {pre ".sentinel_client_name", 0, NULL}, {pre ".sentinel_tls", 0, WHY_TLS},                     \
+        {pre ".tls", 0, WHY_TLS},                                                                  \
+    {                                                                                              \
+        pre ".client_name", 0, NULL                                                                \
+    }
+
 static const unsup_def_t top_unsup[] = {
     {"http_server.tls", 0, NULL},
     {"http_server.tls_autocert", 0, NULL},
@@ -270,7 +284,7 @@ static const unsup_def_t top_unsup[] = {
     {"http_server.http3", 0, NULL},
     {"http_server.h2c_external", U_ERR_SET, NULL},
     {"log.file", U_ERR_SET, NULL},
-    REDIS_UNSUP("engine.redis"),
+    REDIS_ENGINE_UNSUP("engine.redis"),
     {"engine.redis.history_use_lists", U_ERR_SET,
      "list history (history_use_lists) is not supported by this rotor build yet (history uses "
      "streams)"},
@@ -1694,9 +1708,34 @@ static int check_addr(loader_t *L, const char *key, const char *url)
     rds_addr_t a;
     rt_buf_t m = RT_BUF_INIT;
     int rc = rds_addr_parse(url, &a, &m);
+    bool cluster = a.mode == RDS_MODE_CLUSTER;
     rds_addr_cleanup(&a);
     if (rc != 0)
         rc = fail(L, key, no_val, "%.*s", (int)m.len, m.p ? (const char *)m.p : "");
+    else if (cluster)
+        rc = fail(L, key, no_val, "%s", WHY_CLUSTER);
+    rt_buf_cleanup(&m);
+    return rc;
+}
+
+static int redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, char *key,
+                        size_t key_size, rt_buf_t *why);
+
+/* Builds the shards once to validate every address key. */
+static int check_shards(loader_t *L)
+{
+    rds_addr_t *a;
+    size_t n;
+    char key[64];
+    rt_buf_t m = RT_BUF_INIT;
+    int rc = redis_shards(L->cfg, &a, &n, key, sizeof(key), &m);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            rds_addr_cleanup(&a[i]);
+        rt_free(a);
+    } else {
+        rc = fail(L, key, no_val, "%.*s", (int)m.len, m.p ? (const char *)m.p : "");
+    }
     rt_buf_cleanup(&m);
     return rc;
 }
@@ -1764,10 +1803,6 @@ static int finalize_consumer(loader_t *L, size_t i)
     int rc = check_addr(L, key, r->address);
     if (rc != 0)
         return rc;
-    if (!NODE_CONFIG_CONSUMERS_SUPPORTED) {
-        snprintf(key, sizeof(key), "consumers[%zu].enabled", i);
-        return fail(L, key, no_val, "consumers are not supported yet");
-    }
     return 0;
 }
 
@@ -1778,12 +1813,8 @@ static int finalize(loader_t *L)
 
     if (strcmp(cfg->engine_type, "redis") == 0) {
         /* Only a Redis engine dials these; a memory node ignores a leftover block. */
-        for (size_t i = 0; i < cfg->redis_addresses_count; i++) {
-            char key[64];
-            snprintf(key, sizeof(key), "engine.redis.address[%zu]", i);
-            if ((rc = check_addr(L, key, cfg->redis_addresses[i])) != 0)
-                return rc;
-        }
+        if ((rc = check_shards(L)) != 0)
+            return rc;
     } else if (strcmp(cfg->engine_type, "memory") != 0) {
         return fail(L, "engine.type", no_val, "unknown engine \"%s\" (use \"memory\" or \"redis\")",
                     cfg->engine_type);
@@ -1874,6 +1905,11 @@ void node_config_defaults(node_config_t *cfg)
     cfg->redis_addresses = rt_calloc(2, sizeof(char *));
     cfg->redis_addresses[0] = rt_strdup("redis://127.0.0.1:6379");
     cfg->redis_addresses_count = 1;
+    cfg->redis_cluster_addresses = rt_calloc(1, sizeof(char *));
+    cfg->redis_sentinel_addresses = rt_calloc(1, sizeof(char *));
+    cfg->redis_sentinel_master_name = rt_strdup("");
+    cfg->redis_sentinel_user = rt_strdup("");
+    cfg->redis_sentinel_password = rt_strdup("");
     cfg->redis_prefix = rt_strdup("rotor");
     cfg->redis_user = rt_strdup("");
     cfg->redis_password = rt_strdup("");
@@ -1932,6 +1968,11 @@ void node_config_cleanup(node_config_t *cfg)
     rt_free(cfg->http_internal_address);
     rt_free(cfg->engine_type);
     free_strv(cfg->redis_addresses);
+    free_strv(cfg->redis_cluster_addresses);
+    free_strv(cfg->redis_sentinel_addresses);
+    rt_free(cfg->redis_sentinel_master_name);
+    rt_free(cfg->redis_sentinel_user);
+    rt_free(cfg->redis_sentinel_password);
     rt_free(cfg->redis_prefix);
     rt_free(cfg->redis_user);
     rt_free(cfg->redis_password);
@@ -2011,45 +2052,97 @@ static url_opts_t scan_url_opts(const char *url)
     return o;
 }
 
-/* rds_addr_parse(url) with the other options applied where the URL has none. */
-static int resolve_addr(const char *key, const char *url, const char *user, const char *password,
-                        int64_t db, int64_t connect_timeout_ms, int64_t io_timeout_ms,
-                        rds_addr_t *out, rt_buf_t *err)
+/* The engine-wide defaults for what a URL (or a seed list) does not set. */
+typedef struct addr_defaults {
+    const char *user;
+    const char *password;
+    int64_t db;
+    int64_t connect_timeout_ms;
+    int64_t io_timeout_ms;
+} addr_defaults_t;
+
+static void apply_defaults(rds_addr_t *a, const addr_defaults_t *d, url_opts_t o)
 {
-    rt_buf_t m = RT_BUF_INIT;
-    int rc = rds_addr_parse(url, out, &m);
-    if (rc != 0) {
-        if (err != NULL)
-            rt_buf_printf(err, "%s: %.*s", key, (int)m.len, m.p ? (const char *)m.p : "");
-        rt_buf_cleanup(&m);
-        return rc;
-    }
-    rt_buf_cleanup(&m);
-    if (out->user[0] == '\0' && user[0] != '\0')
-        set_str(&out->user, user);
-    if (out->password[0] == '\0' && password[0] != '\0')
-        set_str(&out->password, password);
-    url_opts_t o = scan_url_opts(url);
+    if (a->user[0] == '\0' && d->user[0] != '\0')
+        set_str(&a->user, d->user);
+    if (a->password[0] == '\0' && d->password[0] != '\0')
+        set_str(&a->password, d->password);
     if (!o.db)
-        out->db = (int)db;
+        a->db = (int)d->db;
     if (!o.connect_timeout)
-        out->connect_timeout_ms = connect_timeout_ms;
+        a->connect_timeout_ms = d->connect_timeout_ms;
     if (!o.io_timeout)
-        out->io_timeout_ms = io_timeout_ms;
+        a->io_timeout_ms = d->io_timeout_ms;
+}
+
+/* A cluster has no other database; an engine-wide db would otherwise slip into it. */
+static int check_cluster_db(const rds_addr_t *a, rt_buf_t *why)
+{
+    if (a->mode != RDS_MODE_CLUSTER || a->db == 0)
+        return 0;
+    rt_buf_printf(why, "Redis Cluster has only db 0 (engine.redis.db is %d)", a->db);
+    return RT_EINVAL;
+}
+
+/* rds_addr_parse(url) with the defaults applied where the URL has none. why gets the bare
+ * reason (no key). */
+static int resolve_addr(const char *url, const addr_defaults_t *d, rds_addr_t *out, rt_buf_t *why)
+{
+    int rc = rds_addr_parse(url, out, why);
+    if (rc != 0)
+        return rc;
+    apply_defaults(out, d, scan_url_opts(url));
+    return check_cluster_db(out, why);
+}
+
+static int resolve_seeds(const node_config_t *cfg, const char *list, rds_mode_t mode,
+                         const addr_defaults_t *d, rds_addr_t *out, rt_buf_t *why)
+{
+    int rc = rds_addr_from_seeds(list, mode, out, why);
+    if (rc != 0)
+        return rc;
+    apply_defaults(out, d, (url_opts_t){0});
+    if (mode == RDS_MODE_CLUSTER)
+        return check_cluster_db(out, why);
+    if (cfg->redis_sentinel_master_name[0] == '\0') {
+        rt_buf_printf(why, "engine.redis.sentinel_master_name must be set when using Redis "
+                           "Sentinel");
+        return RT_EINVAL;
+    }
+    set_str(&out->sentinel_master, cfg->redis_sentinel_master_name);
+    set_str(&out->sentinel_user, cfg->redis_sentinel_user);
+    set_str(&out->sentinel_password, cfg->redis_sentinel_password);
     return 0;
 }
 
-int node_config_redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, rt_buf_t *err)
+/* On failure key receives the offending key and why the reason. */
+static int redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, char *key,
+                        size_t key_size, rt_buf_t *why)
 {
+    const addr_defaults_t d = {cfg->redis_user, cfg->redis_password, cfg->redis_db,
+                               cfg->redis_connect_timeout_ms, cfg->redis_io_timeout_ms};
+    /* Centrifugo's order: cluster_address, then sentinel_address, then address. */
+    char **list = cfg->redis_addresses;
     size_t count = cfg->redis_addresses_count;
+    const char *name = "address";
+    rds_mode_t mode = RDS_MODE_STANDALONE;
+    if (cfg->redis_cluster_addresses_count > 0) {
+        list = cfg->redis_cluster_addresses;
+        count = cfg->redis_cluster_addresses_count;
+        name = "cluster_address";
+        mode = RDS_MODE_CLUSTER;
+    } else if (cfg->redis_sentinel_addresses_count > 0) {
+        list = cfg->redis_sentinel_addresses;
+        count = cfg->redis_sentinel_addresses_count;
+        name = "sentinel_address";
+        mode = RDS_MODE_SENTINEL;
+    }
     rds_addr_t *a = rt_calloc(count ? count : 1, sizeof(rds_addr_t));
     for (size_t i = 0; i < count; i++) {
-        char key[64];
-        snprintf(key, sizeof(key), "engine.redis.address[%zu]", i);
-        int rc = resolve_addr(key, cfg->redis_addresses[i], cfg->redis_user, cfg->redis_password,
-                              cfg->redis_db, cfg->redis_connect_timeout_ms,
-                              cfg->redis_io_timeout_ms, &a[i], err);
+        int rc = mode == RDS_MODE_STANDALONE ? resolve_addr(list[i], &d, &a[i], why)
+                                             : resolve_seeds(cfg, list[i], mode, &d, &a[i], why);
         if (rc != 0) {
+            snprintf(key, key_size, "engine.redis.%s[%zu]", name, i);
             for (size_t k = 0; k <= i; k++)
                 rds_addr_cleanup(&a[k]);
             rt_free(a);
@@ -2063,15 +2156,32 @@ int node_config_redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t 
     return 0;
 }
 
+int node_config_redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, rt_buf_t *err)
+{
+    char key[64];
+    rt_buf_t why = RT_BUF_INIT;
+    int rc = redis_shards(cfg, out, n, key, sizeof(key), &why);
+    if (rc != 0 && err != NULL)
+        rt_buf_printf(err, "%s: %.*s", key, (int)why.len, why.p ? (const char *)why.p : "");
+    rt_buf_cleanup(&why);
+    return rc;
+}
+
 int node_consumer_redis_addr(const node_consumer_t *c, rds_addr_t *out, rt_buf_t *err)
 {
     const node_redis_stream_consumer_t *r = &c->redis_stream;
-    rt_buf_t key = RT_BUF_INIT;
-    rt_buf_printf(&key, "consumers[%s].redis_stream.address", c->name);
-    rt_buf_append_byte(&key, 0);
-    int rc = resolve_addr((const char *)key.p, r->address, r->user, r->password, r->db,
-                          r->connect_timeout_ms, r->io_timeout_ms, out, err);
-    rt_buf_cleanup(&key);
+    const addr_defaults_t d = {r->user, r->password, r->db, r->connect_timeout_ms,
+                               r->io_timeout_ms};
+    rt_buf_t why = RT_BUF_INIT;
+    int rc = resolve_addr(r->address, &d, out, &why);
+    if (rc == 0 && out->mode == RDS_MODE_CLUSTER) {
+        rt_buf_append_cstr(&why, WHY_CLUSTER);
+        rc = RT_EINVAL;
+    }
+    if (rc != 0 && err != NULL)
+        rt_buf_printf(err, "consumers[%s].redis_stream.address: %.*s", c->name, (int)why.len,
+                      why.p ? (const char *)why.p : "");
+    rt_buf_cleanup(&why);
     return rc;
 }
 

@@ -18,8 +18,8 @@
  * the file; consumers (like channel.namespaces) take a JSON array string or names in the
  * environment, plus CENTRIFUGO_CONSUMERS_<NAME>_<OPTION> per element.
  *
- * Keys Centrifugo has but rotor does not implement (proxies, uni_*, sse, Redis Cluster,
- * Sentinel and TLS, history_use_lists, separate broker/presence_manager sections,
+ * Keys Centrifugo has but rotor does not implement (proxies, uni_*, sse, Redis TLS,
+ * history_use_lists, Cluster/Sentinel keys of consumers, separate broker/presence_manager sections,
  * http_stream, grpc_api, admin, TLS, ...) are accepted with a warning "not supported by
  * rotor yet", except when they would switch a feature on (any "enabled"/"*_enabled": true
  * inside them, or a non-empty value of a key such as client.token.jwks_public_endpoint,
@@ -39,10 +39,10 @@
  * of every file that reads the config. */
 typedef struct rds_addr rds_addr_t;
 
-/* Enabled consumers are refused at load ("not supported yet") while this is 0; every key is
- * still parsed and validated so that flipping it is all the config side needs. */
+/* Enabled redis_stream consumers run (node/consumer.c). Only tests/unit/node/test_config.c
+ * still looks at this. */
 #ifndef NODE_CONFIG_CONSUMERS_SUPPORTED
-#define NODE_CONFIG_CONSUMERS_SUPPORTED 0
+#define NODE_CONFIG_CONSUMERS_SUPPORTED 1
 #endif
 
 typedef enum node_data_format {
@@ -136,8 +136,8 @@ typedef struct node_redis_stream_consumer {
 /* One element of the top-level consumers array (SERVER.md §4.1). */
 typedef struct node_consumer {
     char *name;                   /* ^[a-zA-Z0-9_]{2,}$, unique; owned */
-    bool enabled;                 /* [false]; true only for redis_stream, and only when
-                                     NODE_CONFIG_CONSUMERS_SUPPORTED */
+    bool enabled;                 /* [false]; true only for redis_stream (load refuses
+                                     other enabled types) */
     char *type;                   /* as configured ("redis_stream", "kafka", ...); owned */
     node_consumer_type_t type_id; /* from type */
     node_redis_stream_consumer_t redis_stream; /* filled (defaults) for every element */
@@ -161,6 +161,16 @@ typedef struct node_config {
     char **redis_addresses; /* owned, NULL-terminated raw URLs, one per shard (>= 1)
                                [redis://127.0.0.1:6379] */
     size_t redis_addresses_count;
+    /* Older explicit keys (§3.2): when cluster_address has elements it wins over everything,
+     * else sentinel_address over address (Centrifugo's order). One element per shard, each
+     * comma-separated "host:port" seeds. Owned, NULL-terminated, [] by default. */
+    char **redis_cluster_addresses;
+    size_t redis_cluster_addresses_count;
+    char **redis_sentinel_addresses;
+    size_t redis_sentinel_addresses_count;
+    char *redis_sentinel_master_name; /* [""]; required with sentinel_address */
+    char *redis_sentinel_user;        /* [""]; AUTH user for the Sentinels */
+    char *redis_sentinel_password;    /* [""]; AUTH password for the Sentinels */
     char *redis_prefix;               /* [rotor] key and channel prefix (§7.1) */
     char *redis_user;                 /* [""]; applied where a URL sets no user */
     char *redis_password;             /* [""]; applied where a URL sets no password */
@@ -277,11 +287,13 @@ int node_config_load_buffer(node_config_t *cfg, const char *name, const char *p,
 void node_config_cleanup(node_config_t *cfg);
 
 /* The Redis shards of engine.redis: *out receives an rt_malloc'ed array of *n parsed
- * addresses (n = cfg->redis_addresses_count), each with redis_user, redis_password,
- * redis_db and the timeouts applied where its URL did not set them. The caller owns the
- * result: rds_addr_cleanup() on each element, then rt_free(*out). Pure, any thread.
- * Returns 0, or RT_EINVAL with a message naming engine.redis.address[i] in err (*out is
- * NULL and *n 0 then). */
+ * addresses, one per element of cluster_address (mode CLUSTER), else of sentinel_address
+ * (mode SENTINEL, with sentinel_master_name/user/password), else of address (whatever
+ * each URL says, redis+cluster:// and redis+sentinel:// included), each with redis_user,
+ * redis_password, redis_db and the timeouts applied where its URL did not set them. The
+ * caller owns the result: rds_addr_cleanup() on each element, then rt_free(*out). Pure,
+ * any thread. Returns 0, or RT_EINVAL with a message naming the key (e.g.
+ * engine.redis.address[i]) in err (*out is NULL and *n 0 then). */
 int node_config_redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, rt_buf_t *err);
 /* The Redis server of a redis_stream consumer, as node_config_redis_shards does for one
  * address (the consumer's user/password/db/timeouts applied). *out is initialised in every

@@ -77,6 +77,15 @@ typedef struct entry_mail {
     rt_str_t kv[];  /* 2 * nfields slices, then the bytes */
 } entry_mail_t;
 
+/* Worker -> engine: the outcome of one entry. node_op_t comes first so that the engine
+ * mailbox cleanup (node_op_free, which ends with rt_free) releases it whole. */
+typedef struct entry_result {
+    node_op_t op;    /* ref_id = consumer, sub_serial = stream, channel = entry id (a blob),
+                        status = 0 or the API error code */
+    bool skipped;    /* unusable entry, already logged with the reason by the worker */
+    char method[16]; /* for the log line ("" when unknown) */
+} entry_result_t;
+
 static void try_read(cons_stream_t *s);
 static void create_group(cons_stream_t *s);
 
@@ -283,7 +292,8 @@ static void dispatch(cons_stream_t *s, const redisReply *entry)
 static void on_result(rt_mail_t *mail, void *ctx)
 {
     node_engine_t *e = ctx;
-    node_op_t *op = (node_op_t *)mail;
+    entry_result_t *r = (entry_result_t *)mail;
+    node_op_t *op = &r->op;
     node_consumers_t *cs = e->consumers;
     if (cs == NULL || cs->stopping || op->ref_id >= cs->n) {
         node_op_free(op);
@@ -303,6 +313,10 @@ static void on_result(rt_mail_t *mail, void *ctx)
                     "consumer=%s stream=%s id=%.*s",
                     c->name, s->key, RT_STR_ARG(op->channel));
     } else {
+        if (op->status != 0 && !r->skipped)
+            RT_LOG_INFO("consumer command failed, entry acknowledged consumer=%s stream=%s "
+                        "id=%.*s method=%s code=%d",
+                        c->name, s->key, RT_STR_ARG(op->channel), r->method, op->status);
         count_processed(c);
         ack(s, op->channel);
     }
@@ -820,7 +834,8 @@ static int build_command(const entry_mail_t *m, rt_str_t payload, rt_buf_t *meth
     if (pv && pv->type == RT_JSON_OBJECT) {
         rt_buf_append_str(req, pv->raw);
     } else if (pv && pv->type == RT_JSON_STRING) {
-        rt_json_get_string(pv, req);
+        /* A string value always unescapes: the parser validated it. */
+        RT_ASSERT(rt_json_get_string(pv, req) == 0);
     } else {
         *why = "wrapper payload is neither an object nor a string";
         goto out;
@@ -833,10 +848,10 @@ out:
 
 static void on_exec_done(void *ud, int code)
 {
-    node_op_t *op = ud;
-    op->status = code;
-    op->mail.fn = on_result;
-    rt_mailbox_post(&op->engine->mailbox, &op->mail);
+    entry_result_t *r = ud;
+    r->op.status = code;
+    r->op.mail.fn = on_result;
+    rt_mailbox_post(&r->op.engine->mailbox, &r->op.mail);
 }
 
 static void on_entry_mail(rt_mail_t *mail, void *ctx)
@@ -844,11 +859,14 @@ static void on_entry_mail(rt_mail_t *mail, void *ctx)
     node_worker_t *w = ctx;
     entry_mail_t *m = (entry_mail_t *)mail;
     const node_redis_stream_consumer_t *rs = &m->cfg->redis_stream;
-    node_op_t *op = node_op_new(NODE_OP_CONTROL, w, NULL);
-    op->engine = w->node->engine;
-    op->ref_id = (uint64_t)m->consumer;
-    op->sub_serial = (uint64_t)m->stream;
-    op->channel = node_op_copy(op, m->id);
+    /* Filled as node_op_new() would: no answer to a worker, engine-side handling only. */
+    entry_result_t *r = RT_NEW(entry_result_t);
+    r->op.kind = NODE_OP_CONTROL;
+    r->op.worker = w->index;
+    r->op.engine = w->node->engine;
+    r->op.ref_id = (uint64_t)m->consumer;
+    r->op.sub_serial = (uint64_t)m->stream;
+    r->op.channel = node_op_copy(&r->op, m->id);
 
     rt_buf_t method = RT_BUF_INIT, req = RT_BUF_INIT;
     const char *why = NULL;
@@ -858,7 +876,7 @@ static void on_entry_mail(rt_mail_t *mail, void *ctx)
         why = "no payload field";
         rc = NODE_ERR_BAD_REQUEST;
     } else if (rs->publication_data_mode) {
-        rt_str_t name;
+        rt_str_t name = RT_STR("");
         rc = build_publication(m, *payload, &name, &req, &why);
         rt_buf_append_str(&method, name);
     } else {
@@ -869,13 +887,16 @@ static void on_entry_mail(rt_mail_t *mail, void *ctx)
         rc = NODE_ERR_METHOD_NOT_FOUND;
     }
     if (rc != 0) {
-        RT_LOG_INFO("consumer entry skipped consumer=%s id=%.*s reason=\"%s\"", m->cfg->name,
-                    RT_STR_ARG(m->id), why);
-        on_exec_done(op, rc);
+        RT_LOG_INFO("consumer entry skipped consumer=%s stream=%s id=%.*s reason=\"%s\"",
+                    m->cfg->name, rs->streams[m->stream], RT_STR_ARG(m->id), why);
+        r->skipped = true;
+        on_exec_done(r, rc);
     } else {
-        RT_LOG_DEBUG("consumer entry consumer=%s id=%.*s method=%.*s", m->cfg->name,
-                     RT_STR_ARG(m->id), (int)method.len, (const char *)method.p);
-        node_api_exec(w, rt_buf_str(&method), rt_buf_str(&req), on_exec_done, op);
+        /* Allowed methods are short literals: it fits. */
+        snprintf(r->method, sizeof(r->method), "%.*s", (int)method.len, (const char *)method.p);
+        RT_LOG_DEBUG("consumer entry consumer=%s stream=%s id=%.*s method=%s", m->cfg->name,
+                     rs->streams[m->stream], RT_STR_ARG(m->id), r->method);
+        node_api_exec(w, rt_buf_str(&method), rt_buf_str(&req), on_exec_done, r);
     }
     rt_buf_cleanup(&method);
     rt_buf_cleanup(&req);

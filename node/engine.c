@@ -9,6 +9,7 @@
 #include "node/base/assert.h"
 #include "node/base/err.h"
 #include "node/base/log.h"
+#include "node/consumer.h"
 #include "node/node_internal.h"
 #include "presence/presence_redis.h"
 
@@ -17,6 +18,7 @@ typedef struct eng_chan {
     char *name; /* owned; the map key points here */
     size_t len;
     uint64_t worker_mask;
+    bool subscribed; /* the broker accepted the subscription (retried while false) */
 } eng_chan_t;
 
 /* Connections per user on this node (client.user_connection_limit). */
@@ -239,6 +241,23 @@ static void sink_leave(void *ud, rt_str_t channel, const broker_client_info_t *i
  * Op execution.
  */
 
+/* Subscribes the channel in the broker unless it already is. A failure (broker down) is
+ * remembered so the next subscribe flow of the channel tries again instead of trusting a
+ * subscription that never happened. */
+static bool ensure_subscribed(node_engine_t *e, eng_chan_t *ch)
+{
+    if (ch->subscribed)
+        return true;
+    int rc = broker_subscribe(e->broker, (rt_str_t){ch->name, ch->len});
+    if (rc != 0) {
+        RT_LOG_WARN("broker subscribe failed channel=%.*s err=%s", (int)ch->len, ch->name,
+                    rt_strerror(rc));
+        return false;
+    }
+    ch->subscribed = true;
+    return true;
+}
+
 static void hub_interest(node_engine_t *e, node_op_t *op, bool add)
 {
     eng_chan_t *ch = node_map_get(&e->channels, op->channel);
@@ -250,11 +269,8 @@ static void hub_interest(node_engine_t *e, node_op_t *op, bool add)
             ch->len = op->channel.n;
             node_map_put(&e->channels, (rt_str_t){ch->name, ch->len}, ch);
             atomic_fetch_add(&e->num_channels, 1);
-            int rc = broker_subscribe(e->broker, op->channel);
-            if (rc != 0)
-                RT_LOG_WARN("broker subscribe failed channel=%.*s err=%s", (int)op->channel.n,
-                            op->channel.p, rt_strerror(rc));
         }
+        ensure_subscribed(e, ch);
         ch->worker_mask |= bit;
     } else if (ch != NULL) {
         ch->worker_mask &= ~bit;
@@ -427,6 +443,20 @@ static void run_op(rt_mail_t *mail, void *ctx)
     case NODE_OP_HUB_UNSUB:
         hub_interest(e, op, false);
         return;
+    case NODE_OP_HUB_WAIT: {
+        eng_chan_t *ch = node_map_get(&e->channels, op->channel);
+        if (ch == NULL || !ensure_subscribed(e, ch)) {
+            fail_now(e, op, RT_ECLOSED);
+            return;
+        }
+        rc = broker_subscribed_wait(e->broker, op->channel, done_status, op);
+        if (rc == RT_EUNAVAIL) {
+            op->status = 0;
+            node_engine_answer(e, op);
+            return;
+        }
+        break;
+    }
     case NODE_OP_PUBLISH:
         rc = broker_publish(e->broker, &op->pub, publish_done, op);
         break;
@@ -529,18 +559,25 @@ node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop)
         e->presence = presence_mem_new(loop, ttl > 60000 ? ttl : 60000);
     }
     node_cluster_start(e);
+    node_consumers_start(e);
     return e;
 }
 
+/* Mails left in the engine mailbox at exit: ops are freed with their contents; other
+ * mails (survey parts, consumer results) only as memory, since nothing runs them now. */
 static void free_op_mail(rt_mail_t *m)
 {
-    node_op_free((node_op_t *)m);
+    if (m->fn == run_op)
+        node_op_free((node_op_t *)m);
+    else
+        rt_free(m);
 }
 
 void node_engine_free(node_engine_t *e)
 {
     if (e == NULL)
         return;
+    node_consumers_stop(e);
     node_cluster_shutdown(e);
     node_cluster_stop(e);
     rt_mailbox_stop(&e->mailbox);

@@ -26,7 +26,7 @@ static void post_interest(node_worker_t *w, const node_hub_chan_t *ch, node_op_k
     node_worker_post(w, op);
 }
 
-node_hub_chan_t *node_hub_attach(node_worker_t *w, node_sub_t *sub)
+bool node_hub_attach(node_worker_t *w, node_sub_t *sub)
 {
     rt_str_t name = {sub->channel, sub->channel_len};
     node_hub_chan_t *ch = node_map_get(&w->hub, name);
@@ -47,7 +47,7 @@ node_hub_chan_t *node_hub_attach(node_worker_t *w, node_sub_t *sub)
     ch->subs = sub;
     ch->nsubs++;
     w->num_subs++;
-    return ch;
+    return !ch->confirmed;
 }
 
 void node_hub_detach(node_worker_t *w, node_sub_t *sub)

@@ -86,6 +86,7 @@ struct node {
 typedef enum node_op_kind {
     NODE_OP_HUB_SUB,   /* the worker has subscribers of channel now (no reply) */
     NODE_OP_HUB_UNSUB, /* the worker has none any more (no reply) */
+    NODE_OP_HUB_WAIT,  /* answers once the broker delivers channel's publications here */
     NODE_OP_PUBLISH,
     NODE_OP_HISTORY,
     NODE_OP_HISTORY_REMOVE,
@@ -257,6 +258,7 @@ void node_engine_survey_part(node_engine_t *e, node_survey_t *s, int worker,
 struct node_hub_chan {
     char *name; /* owned */
     size_t len;
+    bool confirmed;   /* the broker confirmed the subscription (HUB_WAIT answered) */
     node_sub_t *subs; /* first subscription (doubly linked through chan_prev/chan_next) */
     size_t nsubs;
 };
@@ -344,11 +346,13 @@ struct node_client {
     double ping_at;
     double pong_deadline; /* 0 = no ping outstanding */
     double expire_close_at;
-    bool insecure;        /* client.insecure: every operation allowed */
-    bool native_ping;     /* cf_ws_frame_ping_pong=true: WebSocket ping frames, no app pings */
-    bool counted_user;    /* counted by the engine for user_connection_limit */
-    char *token_channels; /* owned: channels granted by the connect token (see client.c) */
-    rt_buf_t deferred;    /* commands received while AUTHING, processed after connect */
+    bool insecure;          /* client.insecure: every operation allowed */
+    bool native_ping;       /* cf_ws_frame_ping_pong=true: WebSocket ping frames, no app pings */
+    bool counted_user;      /* counted by the engine for user_connection_limit */
+    char *token_channels;   /* owned: channels granted by the connect token (see client.c) */
+    int inflight;           /* commands waiting for an engine answer */
+    int pending_disconnect; /* code to close with once inflight reaches 0 (0 = none) */
+    rt_buf_t deferred;      /* commands received while AUTHING, processed after connect */
 };
 
 /* ---------------------------------------------------------------------------------------
@@ -407,7 +411,10 @@ void node_worker_survey(node_worker_t *w, node_survey_t *s, bool want_channels,
 void node_worker_recheck_positions(node_worker_t *w);
 
 /* hub.c (worker thread) */
-node_hub_chan_t *node_hub_attach(node_worker_t *w, node_sub_t *sub);
+/* Links sub into its channel (creating it and telling the engine on first use). Returns
+ * true while the broker has not confirmed the channel yet: the caller waits for a
+ * NODE_OP_HUB_WAIT before answering the subscribe. */
+bool node_hub_attach(node_worker_t *w, node_sub_t *sub);
 void node_hub_detach(node_worker_t *w, node_sub_t *sub);
 /* Fan-out of one publication to the local subscribers of its channel. pub borrowed. */
 void node_hub_fanout(node_worker_t *w, broker_pub_t *pub);

@@ -4,7 +4,9 @@
  * shard's pipelined rds client, so one channel's operations keep their order. Expired
  * entries are dropped by the get script; stats runs the same script and counts distinct
  * users here (the optional user-mapping hashes of §3.8 are not maintained). Hash values
- * use the broker's ClientInfo encoding (broker/pubcodec.h), as §3.4 requires.
+ * use the broker's ClientInfo encoding (broker/pubcodec.h), as §3.4 requires. On a Redis
+ * Cluster shard both keys carry the channel as hash tag (P.presence.data.{C}, §3.3) so each
+ * script touches one slot; a cluster counts as one shard, as in the broker.
  *
  * Requests hold no pointer to the presence: rds cancels every pending command when its
  * client is freed, so destroy delivers RT_ECANCELED before the presence goes away. */
@@ -29,7 +31,7 @@
 typedef struct presence_redis {
     presence_t base;
     struct ev_loop *loop;  /* borrowed */
-    rds_client_t **shards; /* owned array of nshards owned clients */
+    rds_router_t **shards; /* owned array of nshards owned routers */
     size_t nshards;        /* > 0 */
     char *prefix;          /* owned */
     int64_t ttl_ms;        /* entry lifetime without re-add; > 0 */
@@ -186,7 +188,7 @@ static void on_stats_reply(int status, const redisReply *reply, void *ud)
 }
 
 /* Runs script s on channel's shard with keys [expire zset, data hash] and args. Returns
- * rds_client_eval's result: 0 (cb will run) or RT_ECLOSED / RT_ELIMIT (it will not). */
+ * rds_router_eval's result: 0 (cb will run) or RT_ECLOSED / RT_ELIMIT (it will not). */
 static int eval(presence_redis_t *p, const rds_script_t *s, rt_str_t channel, int nargs,
                 const char **args, const size_t *arglens, rds_reply_cb cb, void *ud)
 {
@@ -194,12 +196,18 @@ static int eval(presence_redis_t *p, const rds_script_t *s, rt_str_t channel, in
     const char *argv[2 + MAX_ARGS];
     size_t argvlen[2 + MAX_ARGS];
     rt_buf_t expire_key = RT_BUF_INIT, data_key = RT_BUF_INIT;
+    rds_router_t *r = p->shards[broker_redis_shard_of(channel, p->nshards)];
+    bool tag = rds_router_is_cluster(r);
 
     RT_ASSERT(nargs <= MAX_ARGS);
-    rt_buf_printf(&expire_key, "%s.presence.expire.", p->prefix);
+    rt_buf_printf(&expire_key, "%s.presence.expire.%s", p->prefix, tag ? "{" : "");
     rt_buf_append_str(&expire_key, channel);
-    rt_buf_printf(&data_key, "%s.presence.data.", p->prefix);
+    rt_buf_printf(&data_key, "%s.presence.data.%s", p->prefix, tag ? "{" : "");
     rt_buf_append_str(&data_key, channel);
+    if (tag) {
+        rt_buf_append_byte(&expire_key, '}');
+        rt_buf_append_byte(&data_key, '}');
+    }
     argv[0] = (const char *)expire_key.p;
     argvlen[0] = expire_key.len;
     argv[1] = (const char *)data_key.p;
@@ -208,8 +216,7 @@ static int eval(presence_redis_t *p, const rds_script_t *s, rt_str_t channel, in
         argv[2 + i] = args[i];
         argvlen[2 + i] = arglens[i];
     }
-    rds_client_t *c = p->shards[broker_redis_shard_of(channel, p->nshards)];
-    int rc = rds_client_eval(c, s, 2, 2 + nargs, argv, argvlen, cb, ud);
+    int rc = rds_router_eval(r, s, 2, 2 + nargs, argv, argvlen, cb, ud);
     rt_buf_cleanup(&expire_key);
     rt_buf_cleanup(&data_key);
     return rc;
@@ -323,7 +330,7 @@ static void redis_destroy(presence_t *base)
     p->closing = true;
     /* Each free cancels that client's pending requests (RT_ECANCELED) before returning. */
     for (size_t i = 0; i < p->nshards; i++)
-        rds_client_free(p->shards[i]);
+        rds_router_free(p->shards[i]);
     rt_free(p->shards);
     rt_free(p->prefix);
     rt_free(p);
@@ -356,6 +363,6 @@ presence_t *presence_redis_new(struct ev_loop *loop, const rds_addr_t *shards, s
     p->nshards = nshards;
     p->shards = rt_calloc(nshards, sizeof(*p->shards));
     for (size_t i = 0; i < nshards; i++)
-        p->shards[i] = rds_client_new(loop, &shards[i], &opts);
+        p->shards[i] = rds_router_new(loop, &shards[i], &opts);
     return &p->base;
 }

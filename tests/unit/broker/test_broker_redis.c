@@ -1,7 +1,8 @@
 /* The Redis broker against real redis-server processes on free loopback ports (temp dirs,
  * stopped at the end). The same observable behaviour as the memory broker is checked where
  * broker.h defines it; on top: several nodes on one Redis, control messages, two shards,
- * and an outage with reconnect. Skipped when redis-server is not installed. */
+ * and an outage with reconnect. A second group runs the broker on a 3-master Redis Cluster
+ * (tests/unit/rds/rds_cluster_fixture.h). Skipped when redis-server is not installed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +31,7 @@
 #include "node/base/err.h"
 #include "node/base/log.h"
 #include "node/base/time.h"
+#include "tests/unit/rds/rds_cluster_fixture.h"
 
 #define MAXREC 64
 
@@ -188,6 +190,7 @@ typedef struct group {
 typedef struct fix {
     struct ev_loop *loop;
     group_t *g;
+    rcl_t *rcl; /* the cluster group's cluster; NULL in the standalone group */
     rds_addr_t addr[2];
     node_t a, b;
     ev_timer tick; /* keeps EV_RUN_ONCE from sleeping longer than 5 ms */
@@ -1222,6 +1225,297 @@ static void test_outage_and_resubscribe(void **state)
     redis_stop(&r);
 }
 
+/* ---- Redis Cluster ---- */
+
+static int cl_group_setup(void **state)
+{
+    saved_log_level = atomic_load(&rt_log_level_);
+    rt_log_set_level(RT_LOG_ERROR);
+    if (!rcl_installed())
+        return 0;
+    rcl_t *c = calloc(1, sizeof(*c));
+    if (rcl_start(c) != 0) {
+        free(c);
+        return -1;
+    }
+    *state = c;
+    return 0;
+}
+
+static int cl_group_teardown(void **state)
+{
+    rt_log_set_level(saved_log_level);
+    rcl_t *c = *state;
+    if (c != NULL) {
+        rcl_stop(c);
+        free(c);
+    }
+    return 0;
+}
+
+/* Cluster URL listing node `first` first: its PUB/SUB connection starts there. */
+static void cl_addr(rds_addr_t *a, const rcl_t *c, int first)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "redis+cluster://127.0.0.1:%d?addr=127.0.0.1:%d&addr=127.0.0.1:%d",
+             c->port[first], c->port[(first + 1) % RCL_NODES], c->port[(first + 2) % RCL_NODES]);
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(rds_addr_parse(url, a, &err), 0);
+    rt_buf_cleanup(&err);
+    assert_int_equal(a->mode, RDS_MODE_CLUSTER);
+}
+
+static broker_t *cl_node_new(fix_t *f, node_t *n, const rds_addr_t *addr, const char *uid)
+{
+    broker_sink_t sink = {.on_publication = sink_pub,
+                          .on_join = sink_join,
+                          .on_leave = sink_leave,
+                          .on_control = sink_control,
+                          .on_resubscribed = sink_resub,
+                          .ud = &n->sink};
+    broker_redis_opts_t o = {.shards = addr, .nshards = 1, .prefix = "rotor", .node_uid = uid};
+    n->b = broker_redis_new(f->loop, &sink, &o);
+    return n->b;
+}
+
+static int cl_setup(void **state)
+{
+    rcl_t *c = *state;
+    if (c == NULL)
+        return 0;
+    fix_t *f = calloc(1, sizeof(*f));
+    f->rcl = c;
+    f->loop = ev_loop_new(EVFLAG_AUTO);
+    ev_timer_init(&f->tick, on_tick, 0.005, 0.005);
+    ev_timer_start(f->loop, &f->tick);
+    rcl_flush(c);
+    cl_addr(&f->addr[0], c, 0);
+    cl_addr(&f->addr[1], c, 1);
+    cl_node_new(f, &f->a, &f->addr[0], "node-a");
+    assert_true(run_until_ready(f, f->a.b, true, 5000));
+    *state = f;
+    return 0;
+}
+
+static int cl_teardown(void **state)
+{
+    fix_t *f = *state;
+    if (f == NULL)
+        return 0;
+    rcl_t *c = f->rcl;
+    node_free(&f->a);
+    if (f->b.b != NULL)
+        node_free(&f->b);
+    ev_timer_stop(f->loop, &f->tick);
+    for (int i = 0; i < 2; i++)
+        rds_addr_cleanup(&f->addr[i]);
+    ev_loop_destroy(f->loop);
+    free(f);
+    *state = c;
+    return 0;
+}
+
+/* Port of the master owning channel's keys (hash tag {channel}). */
+static int cl_port_of(fix_t *f, const char *ch)
+{
+    return rcl_slot_port(f->rcl, rds_key_slot(rt_str_c(ch)));
+}
+
+/* Subscribes b and waits until the cluster node its PUB/SUB uses counts it. */
+static void cl_subscribe_wait(fix_t *f, broker_t *b, int port, const char *ch)
+{
+    char name[128];
+    snprintf(name, sizeof(name), "rotor.client.{%s}", ch);
+    assert_int_equal(broker_subscribe(b, rt_str_c(ch)), 0);
+    int64_t deadline = rt_mono_ms() + 5000;
+    while (numsub(port, name) < 1 && rt_mono_ms() < deadline)
+        run_ms(f, 5);
+    assert_int_equal(numsub(port, name), 1);
+}
+
+static void test_cl_publish_history(void **state)
+{
+    fix_t *f = *state;
+    NEED_REDIS(f);
+    const char *chans[] = {"chat:1", "news", "user#42", "a", "room:x", "b"};
+    int nchans = (int)(sizeof(chans) / sizeof(chans[0]));
+    int masters[RCL_NODES] = {0};
+    for (int i = 0; i < nchans; i++) {
+        const char *ch = chans[i];
+        cl_subscribe_wait(f, f->a.b, f->rcl->port[0], ch);
+        res_t r1 = pub_hist(f, ch, "one");
+        res_t r2 = pub_hist(f, ch, "two");
+        res_t r3 = pub_hist(f, ch, "three");
+        assert_int_equal(r1.offset, 1);
+        assert_int_equal(r2.offset, 2);
+        assert_int_equal(r3.offset, 3);
+        assert_string_equal(r1.epoch, r3.epoch);
+        res_t h = history(f, ch, false, 0, -1, false);
+        EXPECT(h, 1, 2, 3);
+        assert_string_equal(h.data[2], "three");
+        assert_string_equal(h.epoch, r1.epoch);
+        res_t since = history(f, ch, true, 1, -1, false);
+        EXPECT(since, 2, 3);
+
+        /* The tagged keys sit on the master owning the channel's slot. */
+        int port = cl_port_of(f, ch);
+        char key[128];
+        snprintf(key, sizeof(key), "rotor.stream.{%s}", ch);
+        assert_int_equal(redis_int(port, "EXISTS %s", key), 1);
+        snprintf(key, sizeof(key), "rotor.stream.meta.{%s}", ch);
+        assert_int_equal(redis_int(port, "HLEN %s", key), 2);
+        for (int k = 0; k < RCL_NODES; k++)
+            masters[k] += f->rcl->port[k] == port;
+
+        res_t done = {0};
+        assert_int_equal(broker_history_remove(f->a.b, rt_str_c(ch), done_cb, &done), 0);
+        assert_true(run_until(f, &done.calls, 1, 5000));
+        assert_int_equal(done.status, 0);
+        res_t top = history(f, ch, false, 0, 0, false);
+        assert_int_equal(top.offset, 3);
+        assert_int_equal(top.n, 0);
+        assert_string_equal(top.epoch, r1.epoch);
+    }
+    int used = 0;
+    for (int k = 0; k < RCL_NODES; k++)
+        used += masters[k] > 0;
+    assert_true(used >= 2);
+    /* Every positioned publication arrived, each channel's in order (channels published
+     * through different masters may interleave on the subscriber's node). */
+    assert_true(run_until(f, &f->a.sink.npubs, 3 * nchans, 5000));
+    for (int i = 0; i < nchans; i++) {
+        uint64_t next = 1;
+        for (int k = 0; k < f->a.sink.npubs; k++) {
+            if (rt_str_eq_c(f->a.sink.pubs[k]->channel, chans[i]))
+                assert_int_equal(f->a.sink.pubs[k]->offset, next++);
+        }
+        assert_int_equal(next, 4);
+    }
+    /* Without history: one plain PUBLISH on the tagged name. */
+    res_t plain = pub_opts(f, "chat:1", "plain", (broker_publish_opts_t){0});
+    assert_int_equal(plain.offset, 0);
+    assert_true(run_until(f, &f->a.sink.npubs, 3 * nchans + 1, 5000));
+    assert_true(rt_str_eq_c(f->a.sink.pubs[3 * nchans]->data, "plain"));
+}
+
+static void test_cl_idempotency_and_version(void **state)
+{
+    fix_t *f = *state;
+    NEED_REDIS(f);
+    cl_subscribe_wait(f, f->a.b, f->rcl->port[0], "ch");
+    cl_subscribe_wait(f, f->a.b, f->rcl->port[0], "nohist");
+    broker_publish_opts_t o = hist_opts(10, 60000, 0);
+    o.idempotency_key = RT_STR("key-1");
+    res_t a = pub_opts(f, "ch", "{\"n\":1}", o);
+    assert_int_equal(a.offset, 1);
+    assert_false(a.suppressed);
+    res_t dup = pub_opts(f, "ch", "{\"n\":2}", o);
+    assert_true(dup.suppressed);
+    assert_int_equal(dup.offset, 1);
+    assert_string_equal(dup.epoch, a.epoch);
+    assert_int_equal(redis_int(cl_port_of(f, "ch"), "TTL %s", "rotor.result.{ch}.key-1"), 300);
+
+    broker_publish_opts_t nh = {.idempotency_key = RT_STR("k")};
+    assert_false(pub_opts(f, "nohist", "{}", nh).suppressed);
+    assert_true(pub_opts(f, "nohist", "{}", nh).suppressed);
+    assert_int_equal(redis_int(cl_port_of(f, "nohist"), "EXISTS %s", "rotor.result.{nohist}.k"), 1);
+
+    broker_publish_opts_t v = hist_opts(10, 60000, 0);
+    v.version = 5;
+    res_t v5 = pub_opts(f, "ch", "{}", v);
+    assert_false(v5.suppressed);
+    assert_int_equal(v5.offset, 2);
+    res_t again = pub_opts(f, "ch", "{}", v);
+    assert_true(again.suppressed);
+    assert_int_equal(again.offset, 2);
+    v.version = 6;
+    res_t v6 = pub_opts(f, "ch", "{}", v);
+    assert_false(v6.suppressed);
+    assert_int_equal(v6.offset, 3);
+    /* Delivered: 1 + 2 on ch, 1 on nohist. */
+    assert_true(run_until(f, &f->a.sink.npubs, 4, 5000));
+    run_ms(f, 100);
+    assert_int_equal(f->a.sink.npubs, 4);
+}
+
+static void test_cl_two_nodes(void **state)
+{
+    fix_t *f = *state;
+    NEED_REDIS(f);
+    /* B's PUB/SUB sits on another cluster node than A's: classic PUBLISH crosses the bus. */
+    cl_node_new(f, &f->b, &f->addr[1], "node-b");
+    assert_true(run_until_ready(f, f->b.b, true, 5000));
+    const char *chans[] = {"room", "chat:1", "news", "a"};
+    for (int i = 0; i < 4; i++)
+        cl_subscribe_wait(f, f->b.b, f->rcl->port[1], chans[i]);
+    for (int i = 0; i < 4; i++) {
+        res_t r = pub_hist(f, chans[i], chans[i]);
+        assert_int_equal(r.offset, 1);
+    }
+    assert_true(run_until(f, &f->b.sink.npubs, 4, 5000));
+    /* Channels on different masters may arrive in any order. */
+    for (int i = 0; i < 4; i++) {
+        int found = 0;
+        for (int k = 0; k < 4; k++) {
+            broker_pub_t *p = f->b.sink.pubs[k];
+            if (rt_str_eq_c(p->channel, chans[i])) {
+                found++;
+                assert_true(rt_str_eq_c(p->data, chans[i]));
+                assert_int_equal(p->offset, 1);
+            }
+        }
+        assert_int_equal(found, 1);
+    }
+    assert_int_equal(f->a.sink.npubs, 0);
+
+    broker_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{}"), RT_STR("")};
+    assert_int_equal(broker_publish_join(f->a.b, RT_STR("room"), &info), 0);
+    assert_int_equal(broker_publish_leave(f->a.b, RT_STR("room"), &info), 0);
+    assert_true(run_until(f, &f->b.sink.nleaves, 1, 5000));
+    assert_int_equal(f->b.sink.njoins, 1);
+    assert_string_equal(f->b.sink.last_join, "room|u1|c1|{}|");
+
+    /* Control channels are untagged and reach both ways. */
+    assert_int_equal(numsub(f->rcl->port[1], "rotor.node.node-b"), 1);
+    assert_int_equal(broker_control_publish(f->a.b, RT_STR("node-b"), RT_STR("to-b")), 0);
+    assert_true(run_until(f, &f->b.sink.ncontrols, 1, 5000));
+    assert_string_equal(f->b.sink.last_control, "to-b");
+    assert_int_equal(broker_control_publish(f->b.b, RT_STR_NULL, RT_STR("to-all")), 0);
+    assert_true(run_until(f, &f->a.sink.ncontrols, 1, 5000));
+    assert_string_equal(f->a.sink.last_control, "to-all");
+
+    assert_int_equal(broker_unsubscribe(f->b.b, RT_STR("room")), 0);
+    int64_t deadline = rt_mono_ms() + 5000;
+    while (numsub(f->rcl->port[1], "rotor.client.{room}") != 0 && rt_mono_ms() < deadline)
+        run_ms(f, 5);
+    pub_hist(f, "room", "late");
+    run_ms(f, 100);
+    assert_int_equal(f->b.sink.npubs, 4);
+}
+
+/* A PUB/SUB connection whose node does not answer moves to another cluster node. */
+static void test_cl_pubsub_moves(void **state)
+{
+    fix_t *f = *state;
+    NEED_REDIS(f);
+    char url[256];
+    snprintf(url, sizeof(url),
+             "redis+cluster://127.0.0.1:%d?addr=127.0.0.1:%d&connect_timeout=200ms",
+             rcl_free_port(), f->rcl->port[2]);
+    rds_addr_t a;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(rds_addr_parse(url, &a, &err), 0);
+    rt_buf_cleanup(&err);
+    cl_node_new(f, &f->b, &a, "node-b");
+    rds_addr_cleanup(&a);
+    assert_true(run_until_ready(f, f->b.b, true, 8000));
+    assert_int_equal(broker_subscribe(f->b.b, RT_STR("moved")), 0);
+    run_ms(f, 100);
+    pub_hist(f, "moved", "hello");
+    assert_true(run_until(f, &f->b.sink.npubs, 1, 5000));
+    assert_true(rt_str_eq_c(f->b.sink.pubs[0]->data, "hello"));
+}
+
 int run_broker_redis(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1249,6 +1543,14 @@ int run_broker_redis(void)
         T(test_destroy_from_callback),
         T(test_outage_and_resubscribe),
     };
+    const struct CMUnitTest cluster_tests[] = {
+        cmocka_unit_test_setup_teardown(test_cl_publish_history, cl_setup, cl_teardown),
+        cmocka_unit_test_setup_teardown(test_cl_idempotency_and_version, cl_setup, cl_teardown),
+        cmocka_unit_test_setup_teardown(test_cl_two_nodes, cl_setup, cl_teardown),
+        cmocka_unit_test_setup_teardown(test_cl_pubsub_moves, cl_setup, cl_teardown),
+    };
 #undef T
-    return cmocka_run_group_tests_name("broker_redis", tests, group_setup, group_teardown);
+    int failed = cmocka_run_group_tests_name("broker_redis", tests, group_setup, group_teardown);
+    return failed + cmocka_run_group_tests_name("broker_redis_cluster", cluster_tests,
+                                                cl_group_setup, cl_group_teardown);
 }

@@ -886,8 +886,8 @@ static void test_redis_file(void **state)
     if (rc != 0)
         fail_msg("load: %s", (const char *)err.p);
     check_redis_doc(&cfg);
-    /* history_use_lists: false, the empty cluster_address and tls: warnings only. */
-    assert_int_equal(cfg.warnings, 3);
+    /* history_use_lists: false and tls: warnings only (an empty cluster_address is fine). */
+    assert_int_equal(cfg.warnings, 2);
     node_config_cleanup(&cfg);
 
     /* A single string is one shard. */
@@ -1000,12 +1000,30 @@ static void test_redis_errors(void **state)
         {"{\"engine\":{\"redis\":{\"io_timeout\":\"x\"}}}", "engine.redis.io_timeout"},
         {"{\"engine\":{\"redis\":{\"presence_ttl\":\"-1s\"}}}", "engine.redis.presence_ttl"},
         {"{\"engine\":{\"redis\":5}}", "engine.redis: must be an object"},
-        {"{\"engine\":{\"redis\":{\"cluster_address\":[\"a:1,b:2\"]}}}",
-         "engine.redis.cluster_address: Redis Cluster is not supported by this rotor build yet"},
-        {"{\"engine\":{\"redis\":{\"sentinel_address\":[\"a:26379\"]}}}",
-         "engine.redis.sentinel_address: Redis Sentinel is not supported by this rotor build yet"},
-        {"{\"engine\":{\"redis\":{\"sentinel_master_name\":\"mymaster\"}}}",
-         "engine.redis.sentinel_master_name: Redis Sentinel is not supported"},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"cluster_address\":[\"a:1,b:2\","
+         "\"c:1,d\"]}}}",
+         "engine.redis.cluster_address[1]: redis address: malformed Redis Cluster address \"d\""},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"cluster_address\":[\"\"]}}}",
+         "engine.redis.cluster_address[0]: redis address: malformed Redis Cluster address"},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"db\":1,\"cluster_address\":[\"a:1\"]}}}",
+         "engine.redis.cluster_address[0]: Redis Cluster has only db 0"},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"db\":1,\"address\":"
+         "\"redis+cluster://a:1\"}}}",
+         "engine.redis.address[0]: Redis Cluster has only db 0"},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":"
+         "\"redis+sentinel://a:1\"}}}",
+         "engine.redis.address[0]: redis address: redis+sentinel:// needs sentinel_master_name"},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"sentinel_address\":[\"a:26379\"]}}}",
+         "engine.redis.sentinel_address[0]: engine.redis.sentinel_master_name must be set"},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"sentinel_master_name\":\"m\","
+         "\"sentinel_address\":[\"a\"]}}}",
+         "engine.redis.sentinel_address[0]: redis address: malformed Redis Sentinel address"},
+        {"{\"engine\":{\"redis\":{\"sentinel_master_name\":5}}}",
+         "engine.redis.sentinel_master_name: must be a string"},
+        {"{\"engine\":{\"redis\":{\"sentinel_address\":{}}}}",
+         "engine.redis.sentinel_address: must be a string or an array of strings"},
+        {"{\"engine\":{\"redis\":{\"sentinel_tls\":{\"enabled\":true}}}}",
+         "engine.redis.sentinel_tls.enabled: TLS connections to Redis are not supported"},
         {"{\"engine\":{\"redis\":{\"history_use_lists\":true}}}",
          "engine.redis.history_use_lists: list history (history_use_lists) is not supported by "
          "this rotor build yet"},
@@ -1022,14 +1040,12 @@ static void test_redis_errors(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect_error(cases[i].json, NULL, cases[i].want);
 
-    char *e1[] = {"CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS=a:1", NULL};
-    expect_error(NULL, e1,
-                 "engine.redis.cluster_address (env CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS)"
-                 ": Redis Cluster");
-    char *e2[] = {"ROTOR_ENGINE_REDIS_SENTINEL_ADDRESS=a:26379", NULL};
-    expect_error(NULL, e2,
-                 "engine.redis.sentinel_address (env ROTOR_ENGINE_REDIS_SENTINEL_ADDRESS)"
-                 ": Redis Sentinel");
+    char *e1[] = {"CENTRIFUGO_ENGINE_TYPE=redis", "CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS=a:1 b",
+                  NULL};
+    expect_error(NULL, e1, "engine.redis.cluster_address[1]: redis address: malformed");
+    char *e2[] = {"CENTRIFUGO_ENGINE_TYPE=redis", "ROTOR_ENGINE_REDIS_SENTINEL_ADDRESS=a:26379",
+                  NULL};
+    expect_error(NULL, e2, "engine.redis.sentinel_address[0]: engine.redis.sentinel_master_name");
     char *e3[] = {"CENTRIFUGO_ENGINE_REDIS_HISTORY_USE_LISTS=true", NULL};
     expect_error(NULL, e3, "engine.redis.history_use_lists (env");
     char *e4[] = {"CENTRIFUGO_ENGINE_TYPE=redis", "CENTRIFUGO_ENGINE_REDIS_ADDRESS=a:1 b:c", NULL};
@@ -1141,6 +1157,122 @@ static void test_redis_shards(void **state)
     assert_int_equal(n, 0);
     rt_buf_append_byte(&err, 0);
     assert_non_null(strstr((const char *)err.p, "engine.redis.address[1]: "));
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
+static void free_shards(rds_addr_t *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rds_addr_cleanup(&a[i]);
+    rt_free(a);
+}
+
+static void test_redis_cluster_sentinel_shards(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    rds_addr_t *a = NULL;
+    size_t n = 0;
+
+    /* cluster_address wins over sentinel_address and address; one element per shard. */
+    int rc = load_json(&cfg,
+                       "{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"redis://x:1\","
+                       "\"user\":\"u\",\"password\":\"p\",\"io_timeout\":\"2s\","
+                       "\"cluster_address\":[\"c1:7000,c2:7001\",\" c3:7002 \"],"
+                       "\"sentinel_address\":[\"s:26379\"],\"sentinel_master_name\":\"m\"}}}",
+                       NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(cfg.redis_cluster_addresses_count, 2);
+    assert_string_equal(cfg.redis_cluster_addresses[1], " c3:7002 ");
+    assert_int_equal(cfg.warnings, 0);
+    assert_int_equal(node_config_redis_shards(&cfg, &a, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(a[0].mode, RDS_MODE_CLUSTER);
+    assert_int_equal(a[0].nseeds, 2);
+    assert_string_equal(a[0].seeds[0], "c1:7000");
+    assert_string_equal(a[0].seeds[1], "c2:7001");
+    assert_string_equal(a[0].host, "c1");
+    assert_int_equal(a[0].port, 7000);
+    assert_string_equal(a[0].user, "u");
+    assert_string_equal(a[0].password, "p");
+    assert_int_equal(a[0].io_timeout_ms, 2000);
+    assert_int_equal(a[0].db, 0);
+    assert_int_equal(a[1].nseeds, 1);
+    assert_string_equal(a[1].seeds[0], "c3:7002");
+    free_shards(a, n);
+    node_config_cleanup(&cfg);
+
+    /* sentinel_address over address, with the sentinel_* keys; db applies to the master. */
+    rt_buf_reset(&err);
+    rc = load_json(&cfg,
+                   "{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"redis://x:1\","
+                   "\"password\":\"mp\",\"db\":3,\"sentinel_address\":[\"s1:26379,s2:26380\","
+                   "\"s3:26381\"],\"sentinel_master_name\":\"mymaster\",\"sentinel_user\":\"su\","
+                   "\"sentinel_password\":\"sp\",\"sentinel_client_name\":\"x\"}}}",
+                   NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(cfg.warnings, 1); /* sentinel_client_name: ignored */
+    assert_string_equal(cfg.redis_sentinel_master_name, "mymaster");
+    assert_int_equal(node_config_redis_shards(&cfg, &a, &n, &err), 0);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(a[i].mode, RDS_MODE_SENTINEL);
+        assert_string_equal(a[i].sentinel_master, "mymaster");
+        assert_string_equal(a[i].sentinel_user, "su");
+        assert_string_equal(a[i].sentinel_password, "sp");
+        assert_string_equal(a[i].password, "mp");
+        assert_string_equal(a[i].user, "");
+        assert_int_equal(a[i].db, 3);
+    }
+    assert_int_equal(a[0].nseeds, 2);
+    assert_string_equal(a[0].seeds[1], "s2:26380");
+    assert_string_equal(a[1].seeds[0], "s3:26381");
+    free_shards(a, n);
+    node_config_cleanup(&cfg);
+
+    /* URLs in address: engine-wide values fill what the URL leaves unset. */
+    rt_buf_reset(&err);
+    rc = load_json(&cfg,
+                   "{\"engine\":{\"type\":\"redis\",\"redis\":{\"password\":\"mp\",\"db\":2,"
+                   "\"address\":[\"redis+sentinel://s1:26379?sentinel_master_name=m&addr=s2:1&"
+                   "sentinel_password=sp\",\"redis+cluster://c1:1/0?addr=c2:2\"]}}}",
+                   NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(node_config_redis_shards(&cfg, &a, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(a[0].mode, RDS_MODE_SENTINEL);
+    assert_int_equal(a[0].nseeds, 2);
+    assert_string_equal(a[0].password, "mp");
+    assert_string_equal(a[0].sentinel_password, "sp");
+    assert_int_equal(a[0].db, 2);
+    assert_int_equal(a[1].mode, RDS_MODE_CLUSTER);
+    assert_int_equal(a[1].db, 0);
+    assert_string_equal(a[1].seeds[1], "c2:2");
+    free_shards(a, n);
+    node_config_cleanup(&cfg);
+
+    /* Environment: space-separated shards, comma-separated seeds. */
+    char *env[] = {"CENTRIFUGO_ENGINE_TYPE=redis",
+                   "CENTRIFUGO_ENGINE_REDIS_SENTINEL_ADDRESS=a:1,b:2 c:3",
+                   "CENTRIFUGO_ENGINE_REDIS_SENTINEL_MASTER_NAME=mm", NULL};
+    rt_buf_reset(&err);
+    rc = node_config_load_buffer(&cfg, NULL, NULL, 0, env, NULL, 0, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_int_equal(node_config_redis_shards(&cfg, &a, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(a[0].nseeds, 2);
+    assert_string_equal(a[1].seeds[0], "c:3");
+    assert_string_equal(a[1].sentinel_master, "mm");
+    free_shards(a, n);
     node_config_cleanup(&cfg);
     rt_buf_cleanup(&err);
 }
@@ -1291,7 +1423,12 @@ static void test_consumer_errors(void **state)
         {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"cluster_address\":[\"a:1\"]}}]}",
          "consumers[0].redis_stream.cluster_address: Redis Cluster is not supported"},
         {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"sentinel_address\":[\"a:1\"]}}]}",
-         "consumers[0].redis_stream.sentinel_address: Redis Sentinel is not supported"},
+         "consumers[0].redis_stream.sentinel_address: Redis Sentinel keys are not supported for "
+         "consumers"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\","
+         "\"enabled\":true,\"redis_stream\":{\"address\":\"redis+cluster://a:1\","
+         "\"streams\":[\"s\"],\"consumer_group\":\"g\"}}]}",
+         "consumers[0].redis_stream.address: Redis Cluster is not supported for consumers"},
         {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"tls\":{\"enabled\":true}}}]}",
          "consumers[0].redis_stream.tls.enabled: TLS connections to Redis"},
     };
@@ -1445,6 +1582,7 @@ int run_config(void)
         cmocka_unit_test(test_redis_env),
         cmocka_unit_test(test_redis_errors),
         cmocka_unit_test(test_redis_shards),
+        cmocka_unit_test(test_redis_cluster_sentinel_shards),
         cmocka_unit_test(test_consumers),
         cmocka_unit_test(test_consumer_errors),
         cmocka_unit_test(test_consumer_redis_addr),

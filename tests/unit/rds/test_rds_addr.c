@@ -7,6 +7,8 @@
 #include <cmocka.h>
 
 #include "broker/rds.h"
+#include "broker/rds_internal.h"
+#include "node/base/alloc.h"
 #include "node/base/err.h"
 
 typedef struct valid_case {
@@ -58,8 +60,21 @@ static const invalid_case_t invalid[] = {
     {"rediss://h:1", "TLS needs hiredis >= 1.0; Debian 12 ships 0.14"},
     {"rediss+sentinel://h:1?sentinel_master_name=m", "TLS"},
     {"redis://h?tls_enabled=true", "TLS"},
-    {"redis+cluster://h:1?addr=h2:2", "Cluster"},
-    {"redis+sentinel://h:26379?sentinel_master_name=m", "Sentinel"},
+    {"redis+cluster://h:1/2?addr=h2:2", "only db 0"},
+    {"redis+cluster://h:1?addr=h2:2&db=1", "only db 0"},
+    {"redis+cluster://h:1?addr=h2:0", "port"},
+    {"redis+cluster://h:1?addr=", "host"},
+    {"redis+cluster://h:1?addr=%zz", "percent"},
+    {"redis+cluster://h:1?sentinel_master_name=m", "only for redis+sentinel://"},
+    {"redis+cluster://", "host"},
+    {"redis+sentinel://h:26379", "needs sentinel_master_name"},
+    {"redis+sentinel://h:26379?sentinel_master_name=", "needs sentinel_master_name"},
+    {"redis+sentinel://h:26379?sentinel_master_name=m&sentinel_tls_enabled=true", "TLS"},
+    {"redis+sentinel://h:26379?sentinel_master_name=m&addr=x:y", "port"},
+    {"redis+sentinel://h:26379?sentinel_master_name=m&sentinel_password=%", "percent"},
+    {"redis://h?sentinel_master_name=m", "only for redis+sentinel://"},
+    {"redis://h?sentinel_user=u", "only for redis+sentinel://"},
+    {"unix:///s?addr=h:1", "only for redis+cluster:// and redis+sentinel://"},
     {"http://h:1", "unknown scheme"},
     {"h:0", "port"},
     {"h:65536", "port"},
@@ -76,7 +91,7 @@ static const invalid_case_t invalid[] = {
     {"redis://h?io_timeout=0", "io_timeout"},
     {"redis://h?connect_timeout=-1s", "connect_timeout"},
     {"redis://h?bogus=1", "unsupported option"},
-    {"redis://h?addr=h2:1", "unsupported option"},
+    {"redis://h?addr=h2:1", "only for redis+cluster://"},
     {"unix://relative.sock", "absolute"},
     {"unix://", "absolute"},
     {"::1:6379", "brackets"},
@@ -88,6 +103,214 @@ static const invalid_case_t invalid[] = {
     {"u@h:1", "neither"},
     {"redis://h h:1", "host"},
 };
+
+typedef struct mode_case {
+    const char *url;
+    rds_mode_t mode;
+    const char *seeds[4]; /* NULL-terminated */
+    const char *master, *sentinel_user, *sentinel_password;
+    const char *user, *password;
+    int db;
+    int64_t connect_ms;
+} mode_case_t;
+
+static const mode_case_t modes[] = {
+    {"redis+cluster://h1:7000?addr=h2:7001&addr=%5B::1%5D:7002",
+     RDS_MODE_CLUSTER,
+     {"h1:7000", "h2:7001", "[::1]:7002"},
+     "",
+     "",
+     "",
+     "",
+     "",
+     0,
+     1000},
+    {"REDIS+CLUSTER://u:pw@[::1]:7000/0?connect_timeout=2s",
+     RDS_MODE_CLUSTER,
+     {"[::1]:7000"},
+     "",
+     "",
+     "",
+     "u",
+     "pw",
+     0,
+     2000},
+    {"redis+cluster://h1?addr=h2",
+     RDS_MODE_CLUSTER,
+     {"h1:6379", "h2:6379"},
+     "",
+     "",
+     "",
+     "",
+     "",
+     0,
+     1000},
+    {"redis+sentinel://s1:26379?sentinel_master_name=mymaster&addr=s2:26380&addr=s3:26381",
+     RDS_MODE_SENTINEL,
+     {"s1:26379", "s2:26380", "s3:26381"},
+     "mymaster",
+     "",
+     "",
+     "",
+     "",
+     0,
+     1000},
+    {"redis+sentinel://mu:m%40p@s1:26379/3?sentinel_master_name=m%20x&sentinel_user=su&"
+     "sentinel_password=sp&sentinel_tls_enabled=false&replica_client_enabled=true",
+     RDS_MODE_SENTINEL,
+     {"s1:26379"},
+     "m x",
+     "su",
+     "sp",
+     "mu",
+     "m@p",
+     3,
+     1000},
+    {"redis+sentinel://s1?db=2&sentinel_master_name=m",
+     RDS_MODE_SENTINEL,
+     {"s1:6379"},
+     "m",
+     "",
+     "",
+     "",
+     "",
+     2,
+     1000},
+    {"redis://h:1", RDS_MODE_STANDALONE, {NULL}, "", "", "", "", "", 0, 1000},
+};
+
+static void check_mode(const mode_case_t *m)
+{
+    rds_addr_t a;
+    rt_buf_t err = RT_BUF_INIT;
+    int rc = rds_addr_parse(m->url, &a, &err);
+    if (rc != 0)
+        print_error("%s: %.*s\n", m->url, (int)err.len, (const char *)err.p);
+    assert_int_equal(rc, 0);
+    assert_int_equal(a.mode, m->mode);
+    size_t n = 0;
+    while (n < 4 && m->seeds[n] != NULL)
+        n++;
+    assert_int_equal(a.nseeds, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(a.seeds[i], m->seeds[i]);
+    if (n == 0)
+        assert_null(a.seeds);
+    assert_string_equal(a.sentinel_master, m->master);
+    assert_string_equal(a.sentinel_user, m->sentinel_user);
+    assert_string_equal(a.sentinel_password, m->sentinel_password);
+    assert_string_equal(a.user, m->user);
+    assert_string_equal(a.password, m->password);
+    assert_int_equal(a.db, m->db);
+    assert_int_equal(a.connect_timeout_ms, m->connect_ms);
+    if (n > 0) {
+        /* host/port are the first seed. */
+        char *host;
+        int port;
+        assert_int_equal(rds_addr_seed_split(a.seeds[0], &host, &port), 0);
+        assert_string_equal(host, a.host);
+        assert_int_equal(port, a.port);
+        rt_free(host);
+    }
+
+    rds_addr_t c;
+    rds__addr_copy(&c, &a);
+    assert_int_equal(c.mode, a.mode);
+    assert_int_equal(c.nseeds, a.nseeds);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(c.seeds[i], a.seeds[i]);
+        assert_ptr_not_equal(c.seeds[i], a.seeds[i]);
+    }
+    assert_string_equal(c.sentinel_master, a.sentinel_master);
+    assert_ptr_not_equal(c.sentinel_master, a.sentinel_master);
+    assert_string_equal(c.sentinel_password, a.sentinel_password);
+
+    rds_addr_t d;
+    rds_addr_derive(&d, &a, "10.1.2.3", 6390);
+    assert_int_equal(d.mode, RDS_MODE_STANDALONE);
+    assert_int_equal(d.nseeds, 0);
+    assert_null(d.seeds);
+    assert_string_equal(d.host, "10.1.2.3");
+    assert_int_equal(d.port, 6390);
+    assert_string_equal(d.user, m->user);
+    assert_string_equal(d.password, m->password);
+    assert_int_equal(d.db, m->db);
+    assert_string_equal(rds_addr_name(&d), "10.1.2.3:6390");
+
+    rds_addr_cleanup(&d);
+    rds_addr_cleanup(&c);
+    rds_addr_cleanup(&a);
+    rds_addr_cleanup(&a);
+    rt_buf_cleanup(&err);
+}
+
+static void test_modes(void **state)
+{
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        check_mode(&modes[i]);
+}
+
+static void test_seed_split(void **state)
+{
+    char *host;
+    int port;
+    assert_int_equal(rds_addr_seed_split("[::1]:7000", &host, &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 7000);
+    rt_free(host);
+    assert_int_equal(rds_addr_seed_split("h", &host, &port), 0);
+    assert_string_equal(host, "h");
+    assert_int_equal(port, 6379);
+    rt_free(host);
+    assert_int_equal(rds_addr_seed_split("h:x", &host, &port), RT_EINVAL);
+    assert_null(host);
+    assert_int_equal(rds_addr_seed_split("", &host, &port), RT_EINVAL);
+    assert_null(host);
+}
+
+static void test_from_seeds(void **state)
+{
+    rds_addr_t a;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(
+        rds_addr_from_seeds("h1:7000, h2:7001 ,[::1]:7002", RDS_MODE_CLUSTER, &a, &err), 0);
+    assert_int_equal(a.mode, RDS_MODE_CLUSTER);
+    assert_int_equal(a.nseeds, 3);
+    assert_string_equal(a.seeds[0], "h1:7000");
+    assert_string_equal(a.seeds[1], "h2:7001");
+    assert_string_equal(a.seeds[2], "[::1]:7002");
+    assert_string_equal(a.host, "h1");
+    assert_int_equal(a.port, 7000);
+    assert_int_equal(a.connect_timeout_ms, 1000);
+    assert_string_equal(a.sentinel_master, "");
+    rds_addr_cleanup(&a);
+
+    assert_int_equal(rds_addr_from_seeds("s1:26379", RDS_MODE_SENTINEL, &a, &err), 0);
+    assert_int_equal(a.mode, RDS_MODE_SENTINEL);
+    assert_int_equal(a.nseeds, 1);
+    assert_string_equal(a.host, "s1");
+    assert_int_equal(a.port, 26379);
+    rds_addr_cleanup(&a);
+
+    static const char *const bad[] = {"",    "h1",    "h1:1,", ",h1:1",       "h1:1,,h2:2",
+                                      "h:x", "[::1]", "::1:5", "redis://h:1", "h:1,h2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err.len = 0;
+        if (rds_addr_from_seeds(bad[i], RDS_MODE_SENTINEL, &a, &err) != RT_EINVAL)
+            print_error("accepted seeds \"%s\"\n", bad[i]);
+        assert_true(err.len > 0);
+        assert_int_equal(a.nseeds, 0);
+        assert_null(a.seeds);
+        assert_string_equal(a.host, "");
+        rds_addr_cleanup(&a);
+    }
+    err.len = 0;
+    assert_int_equal(rds_addr_from_seeds("h1", RDS_MODE_CLUSTER, &a, &err), RT_EINVAL);
+    rt_buf_append_byte(&err, 0);
+    assert_non_null(strstr((const char *)err.p, "malformed Redis Cluster address"));
+    rds_addr_cleanup(&a);
+    rt_buf_cleanup(&err);
+}
 
 static void check_valid(const valid_case_t *v)
 {
@@ -106,6 +329,8 @@ static void check_valid(const valid_case_t *v)
     assert_int_equal(a.db, v->db);
     assert_int_equal(a.connect_timeout_ms, v->connect_ms);
     assert_int_equal(a.io_timeout_ms, v->io_ms);
+    assert_int_equal(a.mode, RDS_MODE_STANDALONE);
+    assert_int_equal(a.nseeds, 0);
     assert_string_equal(rds_addr_name(&a), v->name);
     rds_addr_cleanup(&a);
     rds_addr_cleanup(&a); /* idempotent */
@@ -144,8 +369,11 @@ static void test_invalid(void **state)
 /* Every prefix of every URL, valid or not, parses or fails cleanly (ASan: no overreads). */
 static void test_prefixes(void **state)
 {
-    const char *all[sizeof(valid) / sizeof(valid[0]) + sizeof(invalid) / sizeof(invalid[0])];
+    const char *all[sizeof(valid) / sizeof(valid[0]) + sizeof(invalid) / sizeof(invalid[0]) +
+                    sizeof(modes) / sizeof(modes[0])];
     size_t n = 0;
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        all[n++] = modes[i].url;
     for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
         all[n++] = valid[i].url;
     for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
@@ -167,9 +395,9 @@ static void test_prefixes(void **state)
 int run_rds_addr(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),
-        cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_valid),      cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_prefixes),   cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_seed_split), cmocka_unit_test(test_from_seeds),
     };
     return cmocka_run_group_tests_name("rds_addr", tests, NULL, NULL);
 }
