@@ -29,8 +29,9 @@ typedef struct eng_user {
 } eng_user_t;
 
 struct node_survey {
-    node_op_t *op; /* owned until answered */
-    int remaining; /* workers that have not answered yet */
+    node_survey_t *next; /* in the engine's list of surveys in progress */
+    node_op_t *op;       /* owned until answered */
+    int remaining;       /* workers that have not answered yet */
     node_survey_result_t merged;
 };
 
@@ -174,6 +175,11 @@ static void op_done_on_worker(rt_mail_t *mail, void *ctx)
     node_op_t *op = (node_op_t *)mail;
     op->done((node_worker_t *)ctx, op);
     node_op_free(op);
+}
+
+bool node_engine_is_answer(const rt_mail_t *mail)
+{
+    return mail->fn == op_done_on_worker;
 }
 
 void node_engine_answer(node_engine_t *e, node_op_t *op)
@@ -371,6 +377,8 @@ static void start_survey(node_engine_t *e, node_op_t *op)
     s->op = op;
     s->remaining = e->node->nworkers;
     node_survey_result_init(&s->merged);
+    s->next = e->surveys;
+    e->surveys = s;
     for (int i = 0; i < e->node->nworkers; i++)
         node_worker_survey(e->node->workers[i], s, op->want_channels, op->pattern);
 }
@@ -393,6 +401,12 @@ void node_engine_survey_part(node_engine_t *e, node_survey_t *s, int worker,
     merge_map(&s->merged, &s->merged.channels, &part->channels);
     if (--s->remaining > 0)
         return;
+    for (node_survey_t **pp = &e->surveys; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
     node_op_t *op = s->op;
     op->survey = rt_malloc(sizeof(*op->survey));
     *op->survey = s->merged;
@@ -584,6 +598,14 @@ void node_engine_free(node_engine_t *e)
     /* Workers are joined by now: callbacks of the broker destroy cannot be answered, so
      * make answer() free them. */
     e->node->nworkers = 0;
+    /* Surveys the stopped workers will never answer. */
+    while (e->surveys) {
+        node_survey_t *sv = e->surveys;
+        e->surveys = sv->next;
+        node_survey_result_cleanup(&sv->merged);
+        node_op_free(sv->op);
+        rt_free(sv);
+    }
     broker_destroy(e->broker);
     presence_destroy(e->presence);
     rt_mailbox_cleanup(&e->mailbox, free_op_mail);

@@ -229,11 +229,14 @@ struct node_engine {
     ev_timer heartbeat;   /* node announcement and registry clean-up */
     ev_timer ready_timer; /* samples broker readiness for /ready */
     _Atomic int broker_ok;
+    node_survey_t *surveys; /* in progress (freed at exit if workers never answered) */
     _Atomic uint64_t num_channels;
     struct node_consumers *consumers; /* owned (node/consumer.h); NULL when none enabled */
 };
 
 node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop);
+/* True for a mail that carries an answered op to a worker (node_op_free frees it). */
+bool node_engine_is_answer(const rt_mail_t *mail);
 /* Engine thread: hands a finished op to its worker (or frees / runs engine_done). */
 void node_engine_answer(node_engine_t *e, node_op_t *op);
 

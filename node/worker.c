@@ -434,6 +434,10 @@ static void free_mail(rt_mail_t *m)
         broker_pub_unref(((pub_mail_t *)m)->pub);
     else if (m->fn == on_control_mail)
         node_control_unref(((control_mail_t *)m)->control);
+    if (node_engine_is_answer(m)) {
+        node_op_free((node_op_t *)m);
+        return;
+    }
     rt_free(m);
 }
 
