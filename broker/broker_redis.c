@@ -55,6 +55,8 @@ typedef struct shard {
     int ps_down_ticks; /* consecutive watch ticks with the PUB/SUB down */
     bool ps_was_up;    /* PUB/SUB was up before: its next up is a resubscribe */
     char *reason;      /* owned: "redis <addr> unavailable" for ready() */
+    bool read_only;    /* a write got READONLY (a replica, or a demoted master) */
+    char *ro_reason;   /* owned: "redis <addr> is read-only" for ready() */
 } shard_t;
 
 typedef struct sub_chan {
@@ -272,6 +274,7 @@ enum publish_kind { PUBLISH_PLAIN, PUBLISH_IDEMPOTENT, PUBLISH_STREAM };
 /* Heap context of one publish, freed by its reply callback. */
 typedef struct publish_ctx {
     enum publish_kind kind;
+    shard_t *sh;          /* borrowed: the shard written to (outlives every reply) */
     broker_publish_cb cb; /* may be NULL */
     void *ud;             /* borrowed, handed back to cb */
 } publish_ctx_t;
@@ -282,7 +285,16 @@ static void on_publish_reply(int status, const redisReply *r, void *ud)
     broker_publish_cb cb = ctx->cb;
     void *cb_ud = ctx->ud;
     enum publish_kind kind = ctx->kind;
+    shard_t *sh = ctx->sh;
     rt_free(ctx);
+    if (status == RT_EREDIS && r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= 8 &&
+        memcmp(r->str, "READONLY", 8) == 0) {
+        if (!sh->read_only)
+            RT_LOG_WARN("%s: publishes fail until it is writable again", sh->ro_reason);
+        sh->read_only = true; /* ready() false until ROLE says master (on_ps_watch) */
+    } else if (status == 0) {
+        sh->read_only = false;
+    }
 
     broker_pos_t pos = zero_pos;
     bool suppressed = false;
@@ -329,6 +341,7 @@ static int redis_publish(broker_t *base, const broker_publish_req_t *req, broker
     publish_ctx_t *ctx = RT_NEW(publish_ctx_t);
     ctx->cb = cb;
     ctx->ud = ud;
+    ctx->sh = sh;
     args_t a;
     args_init(&a);
     int rc;
@@ -837,11 +850,27 @@ static void ps_start(shard_t *sh, const rds_addr_t *addr)
 /* A cluster shard's PUB/SUB connection that stays down moves to the next known node: any
  * node hears every classic PUBLISH, and its own reconnects would keep trying a node that
  * may be gone for good. */
+static void on_role_reply(int status, const redisReply *r, void *ud)
+{
+    shard_t *sh = ud;
+    if (status == 0 && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+        reply_is(r->element[0], "master") && sh->read_only) {
+        RT_LOG_INFO("redis shard=%zu writable again", sh->index);
+        sh->read_only = false;
+    }
+}
+
 static void on_ps_watch(struct ev_loop *loop, ev_timer *w, int revents)
 {
     broker_redis_t *b = w->data;
     for (size_t i = 0; i < b->nshards; i++) {
         shard_t *sh = &b->shards[i];
+        if (sh->read_only) {
+            /* Writable again once the server says it is a master. */
+            const char *argv[] = {"ROLE"};
+            const size_t lens[] = {4};
+            (void)rds_router_command(sh->cmd, RT_STR_NULL, on_role_reply, sh, 1, argv, lens);
+        }
         if (!sh->cluster)
             continue;
         if (rds_pubsub_ready(sh->ps)) {
@@ -874,6 +903,11 @@ static bool redis_ready(broker_t *base, const char **reason)
                 *reason = sh->reason;
             return false;
         }
+        if (sh->read_only) {
+            if (reason != NULL)
+                *reason = sh->ro_reason;
+            return false;
+        }
     }
     if (reason != NULL)
         *reason = NULL;
@@ -893,8 +927,10 @@ static void redis_destroy(broker_t *base)
         rds_pubsub_free(b->shards[i].ps);
         rds_router_free(b->shards[i].cmd);
     }
-    for (size_t i = 0; i < b->nshards; i++)
+    for (size_t i = 0; i < b->nshards; i++) {
         rt_free(b->shards[i].reason);
+        rt_free(b->shards[i].ro_reason);
+    }
     rt_free(b->shards);
 
     broker_table_iter_t it;
@@ -962,6 +998,10 @@ broker_t *broker_redis_new(struct ev_loop *loop, const broker_sink_t *sink,
         rt_buf_printf(&reason, "redis %s unavailable", rds_addr_name(&opts->shards[i]));
         rt_buf_append_byte(&reason, '\0');
         sh->reason = (char *)reason.p;
+        rt_buf_t ro = RT_BUF_INIT;
+        rt_buf_printf(&ro, "redis %s is read-only", rds_addr_name(&opts->shards[i]));
+        rt_buf_append_byte(&ro, '\0');
+        sh->ro_reason = (char *)ro.p;
 
         rds_client_opts_t co;
         rds_client_opts_default(&co);
@@ -975,8 +1015,8 @@ broker_t *broker_redis_new(struct ev_loop *loop, const broker_sink_t *sink,
     ev_timer_init(&b->ps_watch, on_ps_watch, PS_WATCH_S, PS_WATCH_S);
     b->ps_watch.data = b;
     for (size_t i = 0; i < b->nshards; i++) {
-        if (b->shards[i].cluster && !ev_is_active(&b->ps_watch))
-            ev_timer_start(loop, &b->ps_watch);
+        if (!ev_is_active(&b->ps_watch))
+            ev_timer_start(loop, &b->ps_watch); /* read-only checks, cluster PUB/SUB moves */
     }
     return &b->base;
 }

@@ -113,6 +113,7 @@ static void on_ready_sample(struct ev_loop *loop, ev_timer *t, int revents)
     node_engine_t *e = t->data;
     const char *reason = NULL;
     bool ok = broker_ready(e->broker, &reason);
+    atomic_store(&e->broker_reason, ok ? NULL : reason);
     int was = atomic_exchange(&e->broker_ok, ok ? 1 : 0);
     if (was != (ok ? 1 : 0)) {
         if (ok)

@@ -229,6 +229,9 @@ struct node_engine {
     ev_timer heartbeat;   /* node announcement and registry clean-up */
     ev_timer ready_timer; /* samples broker readiness for /ready */
     _Atomic int broker_ok;
+    /* Why not ready: a string owned by the broker, alive until the engine is freed (after
+     * the workers stopped reading it). */
+    _Atomic(const char *) broker_reason;
     node_survey_t *surveys; /* in progress (freed at exit if workers never answered) */
     _Atomic uint64_t num_channels;
     struct node_consumers *consumers; /* owned (node/consumer.h); NULL when none enabled */

@@ -279,7 +279,13 @@ static void handle_ready(node_worker_t *w, tr_http_req_t *req)
         return;
     }
     if (!atomic_load(&w->node->engine->broker_ok)) {
-        respond_json(req, 503, "{\"status\":\"unavailable\",\"reason\":\"broker unavailable\"}");
+        const char *why = atomic_load(&w->node->engine->broker_reason);
+        rt_buf_t b = RT_BUF_INIT;
+        rt_buf_append_cstr(&b, "{\"status\":\"unavailable\",\"reason\":");
+        rt_json_write_string(&b, rt_str_c(why ? why : "broker unavailable"));
+        rt_buf_append_byte(&b, '}');
+        tr_http_respond(req, 503, "application/json", rt_buf_str(&b), NULL);
+        rt_buf_cleanup(&b);
         return;
     }
     respond_json(req, 200, "{}");

@@ -17,8 +17,8 @@
 # publish (delta of INFO commandstats; commands run inside Lua scripts are counted too), and
 # CPU as a share of one core over the run: rotor (whole process, and per thread: main =
 # engine loop, then the two workers), redis-server, wrk, the subscriber client, softirq
-# (loopback TCP), the rest (other processes, kernel threads; a busy neighbour shows here) and
-# the whole machine (nproc x 100% = saturated). Taken from /proc/<pid>/stat
+# (loopback TCP; partly also charged to the processes, so the columns do not add up) and the
+# whole machine (nproc x 100% = saturated). Taken from /proc/<pid>/stat
 # and /proc/stat deltas; `ps -o %cpu` would give lifetime averages instead.
 #
 # Usage: tests/bench/publish_throughput.sh
@@ -304,10 +304,6 @@ run_one() { # run_one ENGINE SCENARIO CONNS
     cpu_redis=$(pct $((t1 - t0)))
     cpu_wrk=$(pct "$wrk_ticks")
     [[ -z $client_pid ]] || cpu_client=$(pct $((c1 - c0)))
-    # What the machine spent beyond the processes above: other processes (a busy neighbour
-    # shows here), kernel threads, this script's own sampling.
-    local cpu_rest
-    cpu_rest=$(pct $((m1a[0] - m0a[0] - tot - (t1 - t0) - wrk_ticks - (c1 - c0) - (m1a[1] - m0a[1]))))
 
     local delivered="-" expect="-" cmds="-"
     if ((subs > 0)); then
@@ -332,9 +328,9 @@ run_one() { # run_one ENGINE SCENARIO CONNS
     printf '| %-6s | %s | %3d | %8s | %7s | %7s | %6d | %9s | %6s | %-4s |\n' \
         "$engine" "$scen" "$conns" "$rps" "$p50" "$p99" "$errs" "$delivered" "$expect" \
         "$client_done" >>"$tmp/rows"
-    printf '| %-6s | %s | %3d | %5s (%s) | %5s | %5s | %5s | %7s | %5s | %7s | %s |\n' \
+    printf '| %-6s | %s | %3d | %5s (%s) | %5s | %5s | %5s | %7s | %7s | %s |\n' \
         "$engine" "$scen" "$conns" "$cpu_rotor" "$cpu_threads" "$cpu_redis" "$cpu_wrk" "$cpu_client" \
-        "$cpu_softirq" "$cpu_rest" "$cpu_machine" "$cmds" >>"$tmp/cpurows"
+        "$cpu_softirq" "$cpu_machine" "$cmds" >>"$tmp/cpurows"
     echo "done: $engine $scen c=$conns rps=$rps errors=$errs" >&2
 }
 
@@ -366,8 +362,8 @@ echo "| engine | s |   C |    req/s | p50 ms  | p99 ms  | errors | deliv/s   | d
 echo "|--------|---|----:|---------:|--------:|--------:|-------:|----------:|-------:|------|"
 cat "$tmp/rows"
 echo
-echo "| engine | s |   C | rotor (main/w1/w2) | redis | wrk   | subs  | softirq | rest  | machine | redis calls per publish |"
-echo "|--------|---|----:|--------------------|------:|------:|------:|--------:|------:|--------:|-------------------------|"
+echo "| engine | s |   C | rotor (main/w1/w2) | redis | wrk   | subs  | softirq | machine | redis calls per publish |"
+echo "|--------|---|----:|--------------------|------:|------:|------:|--------:|--------:|-------------------------|"
 cat "$tmp/cpurows"
 if [[ -s $tmp/clients ]]; then
     echo
