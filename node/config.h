@@ -39,12 +39,6 @@
  * of every file that reads the config. */
 typedef struct rds_addr rds_addr_t;
 
-/* Enabled redis_stream consumers run (node/consumer.c). Only tests/unit/node/test_config.c
- * still looks at this. */
-#ifndef NODE_CONFIG_CONSUMERS_SUPPORTED
-#define NODE_CONFIG_CONSUMERS_SUPPORTED 1
-#endif
-
 typedef enum node_data_format {
     NODE_DATA_FORMAT_ANY_NONEMPTY = 0, /* "" : reject empty data */
     NODE_DATA_FORMAT_JSON,

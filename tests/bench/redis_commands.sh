@@ -157,7 +157,7 @@ done
 stop_pid "$monitor_pid"
 monitor_pid=
 
-echo "redis    $(redis-server --version | awk '{ print $3 }') port=$redis_port; rotor $("$rotor" version 2>/dev/null | head -n 1)"
+echo "redis    $(redis-server --version | awk '{ print $3 }') port=$redis_port; $("$rotor" version 2>/dev/null | head -n 1)"
 echo "--- client"
 grep -v '^HOLDING' "$tmp/client.out"
 
@@ -223,7 +223,7 @@ BEGIN {
 END {
     for (i = 1; i <= np; i++) {
         p = order[i]
-        if (p == "end") continue
+        if (p == "end" || (p == "before-startup" && cnt[p] + bg[p] == 0)) continue
         printf "\n=== %s: %d commands (%d sent by rotor, %d inside Lua); background %d\n", p, cnt[p] + 0, top[p] + 0, cnt[p] - top[p], bg[p] + 0
         for (j = 1; j <= cnt[p]; j++) print "  " lines[p, j]
     }

@@ -1354,16 +1354,12 @@ static void test_consumers(void **state)
     assert_int_equal(cfg.consumers[1].type_id, NODE_CONSUMER_OTHER);
     node_config_cleanup(&cfg);
 
-    /* An enabled, valid consumer: refused until consumers land, after validation. */
+    /* An enabled, valid consumer loads (node/consumer.c runs it). */
     const char *on = "{\"consumers\":[{\"name\":\"on\",\"enabled\":true,\"type\":\"redis_stream\","
                      "\"redis_stream\":{\"streams\":[\"s\"],\"consumer_group\":\"g\"}}]}";
-#if NODE_CONFIG_CONSUMERS_SUPPORTED
     assert_int_equal(load_json(&cfg, on, NULL, &err), 0);
     assert_true(cfg.consumers[0].enabled);
     node_config_cleanup(&cfg);
-#else
-    expect_error(on, NULL, "consumers[0].enabled: consumers are not supported yet");
-#endif
     rt_buf_cleanup(&err);
 }
 
