@@ -18,8 +18,13 @@ typedef struct eng_chan {
     char *name; /* owned; the map key points here */
     size_t len;
     uint64_t worker_mask;
-    bool subscribed; /* the broker accepted the subscription (retried while false) */
+    bool subscribed;   /* the broker accepted the subscription (retried while false) */
+    double idle_since; /* ev_now when the last worker left; 0 while some worker has subs */
 } eng_chan_t;
+
+/* The broker subscription of a channel nobody wants any more is dropped only after this
+ * long (SERVER.md §3.9), so unsubscribe + resubscribe does not churn Redis. */
+#define UNSUBSCRIBE_DELAY_S 1.0
 
 /* Connections per user on this node (client.user_connection_limit). */
 typedef struct eng_user {
@@ -274,23 +279,62 @@ static void hub_interest(node_engine_t *e, node_op_t *op, bool add)
             ch->name = rt_str_dup(op->channel);
             ch->len = op->channel.n;
             node_map_put(&e->channels, (rt_str_t){ch->name, ch->len}, ch);
+        }
+        if (ch->worker_mask == 0) {
             atomic_fetch_add(&e->num_channels, 1);
+            ch->idle_since = 0;
         }
         ensure_subscribed(e, ch);
         ch->worker_mask |= bit;
-    } else if (ch != NULL) {
+    } else if (ch != NULL && (ch->worker_mask & bit)) {
         ch->worker_mask &= ~bit;
         if (ch->worker_mask == 0) {
-            node_map_del(&e->channels, (rt_str_t){ch->name, ch->len});
             atomic_fetch_sub(&e->num_channels, 1);
-            int rc = broker_unsubscribe(e->broker, (rt_str_t){ch->name, ch->len});
-            if (rc != 0)
-                RT_LOG_WARN("broker unsubscribe failed err=%s", rt_strerror(rc));
-            rt_free(ch->name);
-            rt_free(ch);
+            ch->idle_since = ev_now(e->loop);
+            if (!ev_is_active(&e->unsub_timer))
+                ev_timer_start(e->loop, &e->unsub_timer);
         }
     }
     node_op_free(op);
+}
+
+static void drop_channel(node_engine_t *e, eng_chan_t *ch)
+{
+    node_map_del(&e->channels, (rt_str_t){ch->name, ch->len});
+    if (ch->subscribed) {
+        int rc = broker_unsubscribe(e->broker, (rt_str_t){ch->name, ch->len});
+        if (rc != 0)
+            RT_LOG_WARN("broker unsubscribe failed err=%s", rt_strerror(rc));
+    }
+    rt_free(ch->name);
+    rt_free(ch);
+}
+
+/* Drops the broker subscriptions idle for UNSUBSCRIBE_DELAY_S; stops when none is left. */
+static void on_unsub_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    node_engine_t *e = t->data;
+    double now = ev_now(loop);
+    bool waiting = false;
+    for (;;) {
+        eng_chan_t *due = NULL;
+        waiting = false;
+        for (node_map_iter_t it = node_map_iter(&e->channels); node_map_next(&it);) {
+            eng_chan_t *ch = it.entry->val;
+            if (ch->worker_mask != 0)
+                continue;
+            if (now - ch->idle_since >= UNSUBSCRIBE_DELAY_S) {
+                due = ch;
+                break;
+            }
+            waiting = true;
+        }
+        if (due == NULL)
+            break;
+        drop_channel(e, due);
+    }
+    if (!waiting)
+        ev_timer_stop(loop, t);
 }
 
 static void publish_done(int status, const broker_pos_t *pos, bool suppressed, void *ud)
@@ -536,6 +580,9 @@ node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop)
     rt_mailbox_start(&e->mailbox);
     node_map_init(&e->channels);
     node_map_init(&e->users);
+    ev_timer_init(&e->unsub_timer, on_unsub_timer, UNSUBSCRIBE_DELAY_S / 2,
+                  UNSUBSCRIBE_DELAY_S / 2);
+    e->unsub_timer.data = e;
     broker_sink_t sink = {
         .on_publication = sink_publication,
         .on_join = sink_join,
@@ -592,7 +639,7 @@ void node_engine_free(node_engine_t *e)
     if (e == NULL)
         return;
     node_consumers_stop(e);
-    node_cluster_shutdown(e);
+    ev_timer_stop(e->loop, &e->unsub_timer);
     node_cluster_stop(e);
     rt_mailbox_stop(&e->mailbox);
     /* Workers are joined by now: callbacks of the broker destroy cannot be answered, so

@@ -233,6 +233,7 @@ struct node_engine {
      * the workers stopped reading it). */
     _Atomic(const char *) broker_reason;
     node_survey_t *surveys; /* in progress (freed at exit if workers never answered) */
+    ev_timer unsub_timer;   /* drops idle channel subscriptions after a delay */
     _Atomic uint64_t num_channels;
     struct node_consumers *consumers; /* owned (node/consumer.h); NULL when none enabled */
 };

@@ -51,6 +51,9 @@ static void on_drain(struct ev_loop *loop, ev_timer *t, int revents)
 {
     server_t *s = t->data;
     RT_LOG_INFO("closing listeners and disconnecting clients");
+    /* Peers drop us from their registries now rather than after the expiry; the loop
+     * keeps running, so the message is written. */
+    node_cluster_shutdown(s->node.engine);
     for (int i = 0; i < s->node.nworkers; i++)
         node_worker_request_stop(s->node.workers[i]);
     ev_timer_init(&s->reap, on_reap, 0.05, 0.05);
