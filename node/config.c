@@ -1074,8 +1074,11 @@ static int set_namespaces_json(loader_t *L, const rt_json_t *arr, const char *sr
     return 0;
 }
 
-/* channel.namespaces from an environment variable or flag: a JSON array, or names. */
-static int set_namespaces_str(loader_t *L, const char *s, const char *src)
+/* An array-of-objects key from an environment variable or flag (SERVER.md §2.5): a JSON
+ * array, or space-separated names that create empty elements. */
+static int set_array_str(loader_t *L, const char *s, const char *src, const char *key,
+                         int (*set_json)(loader_t *L, const rt_json_t *arr, const char *src),
+                         void (*set_names)(loader_t *L, char **names, size_t n))
 {
     const char *p = s;
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
@@ -1085,9 +1088,9 @@ static int set_namespaces_str(loader_t *L, const char *s, const char *src)
         int rc;
         if (rt_json_parse(&doc, s, strlen(s), 0) != 0) {
             val_t v = {NULL, s, src};
-            rc = fail(L, "channel.namespaces", v, "invalid JSON array");
+            rc = fail(L, key, v, "invalid JSON array");
         } else {
-            rc = set_namespaces_json(L, doc.root, src);
+            rc = set_json(L, doc.root, src);
         }
         rt_json_doc_cleanup(&doc);
         return rc;
@@ -1096,14 +1099,25 @@ static int set_namespaces_str(loader_t *L, const char *s, const char *src)
     char **names;
     size_t n;
     if (val_strv(&v, &names, &n) != 0)
-        return fail(L, "channel.namespaces", v, "invalid value");
+        return fail(L, key, v, "invalid value");
+    set_names(L, names, n);
+    free_strv(names);
+    return 0;
+}
+
+static void set_namespace_names(loader_t *L, char **names, size_t n)
+{
     free_namespaces(L->cfg);
     L->cfg->namespaces = rt_calloc(n ? n : 1, sizeof(node_ns_opts_t));
     for (size_t i = 0; i < n; i++)
         ns_init(&L->cfg->namespaces[i], names[i]);
     L->cfg->namespaces_count = n;
-    free_strv(names);
-    return 0;
+}
+
+/* channel.namespaces from an environment variable or flag. */
+static int set_namespaces_str(loader_t *L, const char *s, const char *src)
+{
+    return set_array_str(L, s, src, "channel.namespaces", set_namespaces_json, set_namespace_names);
 }
 
 /* ---- consumers ------------------------------------------------------------------------- */
@@ -1243,36 +1257,19 @@ static int set_consumers_json(loader_t *L, const rt_json_t *arr, const char *src
     return 0;
 }
 
-/* consumers from an environment variable or flag: a JSON array, or names. */
-static int set_consumers_str(loader_t *L, const char *s, const char *src)
+static void set_consumer_names(loader_t *L, char **names, size_t n)
 {
-    const char *p = s;
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-        p++;
-    if (*p == '[') {
-        rt_json_doc_t doc = {0};
-        int rc;
-        if (rt_json_parse(&doc, s, strlen(s), 0) != 0) {
-            val_t v = {NULL, s, src};
-            rc = fail(L, "consumers", v, "invalid JSON array");
-        } else {
-            rc = set_consumers_json(L, doc.root, src);
-        }
-        rt_json_doc_cleanup(&doc);
-        return rc;
-    }
-    val_t v = {NULL, s, src};
-    char **names;
-    size_t n;
-    if (val_strv(&v, &names, &n) != 0)
-        return fail(L, "consumers", v, "invalid value");
     free_consumers(L->cfg);
     L->cfg->consumers = rt_calloc(n ? n : 1, sizeof(node_consumer_t));
     for (size_t i = 0; i < n; i++)
         consumer_init(&L->cfg->consumers[i], names[i]);
     L->cfg->consumers_count = n;
-    free_strv(names);
-    return 0;
+}
+
+/* consumers from an environment variable or flag. */
+static int set_consumers_str(loader_t *L, const char *s, const char *src)
+{
+    return set_array_str(L, s, src, "consumers", set_consumers_json, set_consumer_names);
 }
 
 /* ---- the file -------------------------------------------------------------------------- */
