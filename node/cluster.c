@@ -116,9 +116,12 @@ static void on_ready_sample(struct ev_loop *loop, ev_timer *t, int revents)
     atomic_store(&e->broker_reason, ok ? NULL : reason);
     int was = atomic_exchange(&e->broker_ok, ok ? 1 : 0);
     if (was != (ok ? 1 : 0)) {
-        if (ok)
+        if (ok) {
             RT_LOG_INFO("broker ready");
-        else
+            /* A re-check issued when PUB/SUB came back may have failed while the command
+             * connection was still down: check again now that everything is up. */
+            node_cluster_on_resubscribed(e);
+        } else
             RT_LOG_WARN("broker not ready: %s", reason ? reason : "unavailable");
     }
 }
@@ -298,7 +301,7 @@ void node_cluster_publish_command(node_engine_t *e, node_control_t *c)
 void node_cluster_on_resubscribed(void *ud)
 {
     node_engine_t *e = ud;
-    RT_LOG_INFO("broker subscriptions restored: re-checking stream positions");
+    RT_LOG_INFO("re-checking stream positions of positioned subscriptions");
     for (int i = 0; i < e->node->nworkers; i++)
         node_worker_recheck_positions(e->node->workers[i]);
 }
