@@ -17,7 +17,13 @@
  *    SERVER.md §3.3, as Centrifugo >= 6.6) so each script and the PUBLISH inside it stay in
  *    one slot. Classic PUBLISH reaches subscribers on every cluster node, so one PUB/SUB
  *    connection to any node serves the shard; when it stays down it moves to the next
- *    known node and subscribes everything again. */
+ *    known node and subscribes everything again.
+ *  - With sharded_pubsub a cluster shard publishes with SPUBLISH and keeps one sharded
+ *    PUB/SUB connection per master (sps_t); each subscribed channel records the one it sits
+ *    on. Once a second every channel is checked against the slot table and moved when its
+ *    slot changed master (a server-side "sunsubscribe" also forces a table refresh), which
+ *    ends in on_resubscribed so sessions re-check their positions. Control channels stay
+ *    on the classic connection. */
 #include "broker/broker_redis.h"
 #include "broker/broker_redis_internal.h"
 
@@ -44,8 +50,19 @@
 #define PS_DOWN_TICKS 2
 
 typedef struct broker_redis broker_redis_t;
+typedef struct shard shard_t;
 
-typedef struct shard {
+/* A sharded PUB/SUB connection to one cluster master. */
+typedef struct sps {
+    struct sps *next; /* owned by the shard's list */
+    shard_t *sh;      /* borrowed back pointer */
+    char *node;       /* owned: "host:port" of the master */
+    rds_pubsub_t *ps; /* owned, sharded mode */
+    bool was_up;      /* its next up is a resubscribe (or ends a move onto it) */
+    bool touched;     /* a channel moved onto it in the current reroute pass */
+} sps_t;
+
+struct shard {
     broker_redis_t *b; /* borrowed back pointer */
     size_t index;      /* position in b->shards */
     rds_router_t *cmd; /* owned */
@@ -57,11 +74,14 @@ typedef struct shard {
     char *reason;      /* owned: "redis <addr> unavailable" for ready() */
     bool read_only;    /* a write got READONLY (a replica, or a demoted master) */
     char *ro_reason;   /* owned: "redis <addr> is read-only" for ready() */
-} shard_t;
+    bool sharded;      /* cluster with sharded_pubsub: SPUBLISH, channels on sps */
+    sps_t *sps;        /* owned list, one per master seen (sharded only) */
+};
 
 typedef struct sub_chan {
     broker_table_node_t node; /* key: name below */
-    char name[];              /* channel, NUL-terminated */
+    sps_t *at;   /* borrowed: the sharded connection holding it; NULL otherwise or when lost */
+    char name[]; /* channel, NUL-terminated */
 } sub_chan_t;
 
 struct broker_redis {
@@ -361,7 +381,7 @@ static int redis_publish(broker_t *base, const broker_publish_req_t *req, broker
         arg_key(&a, b, sh, ".client.", channel, RT_STR_NULL);
         arg_u64(&a, ms_to_s(o->history_meta_ttl_ms));
         arg(&a, rt_str_c(epoch));
-        arg(&a, RT_STR("publish"));
+        arg(&a, sh->sharded ? RT_STR("spublish") : RT_STR("publish"));
         arg(&a, o->idempotency_key.n > 0 ? RT_STR(IDEM_TTL_S) : RT_STR(""));
         /* Delta delivery is not negotiated yet: the flag travels inside the publication
          * (field 8) and the script sends the plain __p1 form. */
@@ -377,13 +397,13 @@ static int redis_publish(broker_t *base, const broker_publish_req_t *req, broker
         arg_key(&a, b, sh, ".client.", channel, RT_STR_NULL);
         arg(&a, rt_buf_str(&pub));
         arg(&a, RT_STR(IDEM_TTL_S));
-        arg(&a, RT_STR("publish"));
+        arg(&a, sh->sharded ? RT_STR("spublish") : RT_STR("publish"));
         args_finish(&a);
         rc = rds_router_eval(sh->cmd, &b->publish_idempotent, 1, a.n, a.argv, a.argvlen,
                              on_publish_reply, ctx);
     } else {
         ctx->kind = PUBLISH_PLAIN;
-        arg(&a, RT_STR("PUBLISH"));
+        arg(&a, sh->sharded ? RT_STR("SPUBLISH") : RT_STR("PUBLISH"));
         arg_key(&a, b, sh, ".client.", channel, RT_STR_NULL);
         arg(&a, rt_buf_str(&pub));
         args_finish(&a);
@@ -419,7 +439,7 @@ static int join_leave(broker_t *base, bool join, rt_str_t channel, const broker_
         broker_pc_encode_leave(&msg, info);
     args_t a;
     args_init(&a);
-    arg(&a, RT_STR("PUBLISH"));
+    arg(&a, sh->sharded ? RT_STR("SPUBLISH") : RT_STR("PUBLISH"));
     arg_key(&a, b, sh, ".client.", channel, RT_STR_NULL);
     arg(&a, rt_buf_str(&msg));
     args_finish(&a);
@@ -678,6 +698,225 @@ static char *pubsub_name(const broker_redis_t *b, const shard_t *sh, rt_str_t ch
     return (char *)s.p;
 }
 
+/* The channel inside a PUB/SUB name of sh ("P.client.C", "P.client.{C}" on a cluster).
+ * False for other names (control, service channels, probes). */
+static bool client_channel(const broker_redis_t *b, const shard_t *sh, rt_str_t ps_channel,
+                           rt_str_t *out)
+{
+    size_t pn = strlen(b->prefix);
+    if (ps_channel.n <= pn + 8 || memcmp(ps_channel.p, b->prefix, pn) != 0 ||
+        memcmp(ps_channel.p + pn, ".client.", 8) != 0)
+        return false;
+    rt_str_t channel = rt_str_from(ps_channel.p + pn + 8, ps_channel.n - pn - 8);
+    if (sh->cluster) {
+        if (channel.n < 3 || channel.p[0] != '{' || channel.p[channel.n - 1] != '}')
+            return false;
+        channel = rt_str_from(channel.p + 1, channel.n - 2);
+    }
+    *out = channel;
+    return true;
+}
+
+/* ---- sharded PUB/SUB connections ---- */
+
+static void on_pubsub_message(void *ud, rt_str_t ps_channel, rt_str_t payload);
+
+static void resubscribed(broker_redis_t *b)
+{
+    b->stats.resubscribes++;
+    if (b->base.sink.on_resubscribed != NULL)
+        b->base.sink.on_resubscribed(b->base.sink.ud);
+}
+
+static void on_sps_message(void *ud, rt_str_t ps_channel, rt_str_t payload)
+{
+    sps_t *s = ud;
+    on_pubsub_message(s->sh, ps_channel, payload);
+}
+
+static void on_sps_state(void *ud, bool up)
+{
+    sps_t *s = ud;
+    broker_redis_t *b = s->sh->b;
+    if (b->closing)
+        return;
+    if (!up) {
+        RT_LOG_INFO("redis sharded pubsub down shard=%zu node=%s", s->sh->index, s->node);
+        return;
+    }
+    bool again = s->was_up;
+    s->was_up = true;
+    if (again) {
+        RT_LOG_INFO("redis sharded pubsub resubscribed shard=%zu node=%s", s->sh->index, s->node);
+        resubscribed(b);
+    }
+}
+
+/* The slot moved: the next reroute pass subscribes the channel where the refreshed table
+ * says it lives now. */
+static void on_sps_lost(void *ud, rt_str_t ps_channel)
+{
+    sps_t *s = ud;
+    shard_t *sh = s->sh;
+    broker_redis_t *b = sh->b;
+    rt_str_t channel;
+    if (b->closing || !client_channel(b, sh, ps_channel, &channel))
+        return;
+    sub_chan_t *sub = sub_find(b, channel);
+    if (sub == NULL || sub->at != s)
+        return;
+    sub->at = NULL;
+    RT_LOG_INFO("redis sharded channel dropped by its node shard=%zu node=%s channel=" RT_STR_FMT,
+                sh->index, s->node, RT_STR_ARG(channel));
+    rds_router_refresh(sh->cmd);
+}
+
+static sps_t *sps_find(shard_t *sh, const char *node)
+{
+    for (sps_t *s = sh->sps; s != NULL; s = s->next) {
+        if (strcmp(s->node, node) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+/* The connection to master a, created on first use. */
+static sps_t *sps_get(shard_t *sh, const rds_addr_t *a)
+{
+    sps_t *s = sps_find(sh, rds_addr_name(a));
+    if (s != NULL)
+        return s;
+    s = RT_NEW(sps_t);
+    s->sh = sh;
+    s->node = rt_strdup(rds_addr_name(a));
+    rds_pubsub_handler_t h = {.on_message = on_sps_message, .on_state = on_sps_state, .ud = s};
+    s->ps = rds_pubsub_new_sharded(sh->b->loop, a, &h, PROBE_INTERVAL_MS, on_sps_lost);
+    s->next = sh->sps;
+    sh->sps = s;
+    RT_LOG_DEBUG("redis sharded pubsub created shard=%zu node=%s", sh->index, s->node);
+    return s;
+}
+
+/* The connection for PUB/SUB name ps_name by the current slot table; NULL while the table
+ * does not know the slot's master. */
+static sps_t *sps_for(shard_t *sh, rt_str_t ps_name)
+{
+    rds_addr_t a;
+    if (rds_router_slot_addr(sh->cmd, ps_name, &a) != 0)
+        return NULL;
+    sps_t *s = sps_get(sh, &a);
+    rds_addr_cleanup(&a);
+    return s;
+}
+
+static void sps_ensure_all(shard_t *sh)
+{
+    size_t n = rds_router_master_count(sh->cmd);
+    for (size_t i = 0; i < n; i++) {
+        rds_addr_t a;
+        rds_router_master_addr(sh->cmd, i, &a);
+        (void)sps_get(sh, &a);
+        rds_addr_cleanup(&a);
+    }
+}
+
+/* Every current master has its connection up. */
+static bool sps_ready_all(shard_t *sh)
+{
+    size_t n = rds_router_master_count(sh->cmd);
+    bool ok = n > 0;
+    for (size_t i = 0; i < n && ok; i++) {
+        rds_addr_t a;
+        rds_router_master_addr(sh->cmd, i, &a);
+        sps_t *s = sps_find(sh, rds_addr_name(&a));
+        ok = s != NULL && rds_pubsub_ready(s->ps);
+        rds_addr_cleanup(&a);
+    }
+    return ok;
+}
+
+static void on_reroute_confirmed(int status, void *ud)
+{
+    broker_redis_t *b = ud;
+    if (status == 0 && !b->closing)
+        resubscribed(b);
+}
+
+/* Moves every subscribed channel of sh whose slot is now owned by another master (or that
+ * its node dropped) to that master's connection. */
+static void sps_reroute(shard_t *sh)
+{
+    broker_redis_t *b = sh->b;
+    size_t moved = 0;
+    broker_table_iter_t it;
+    broker_table_iter_init(&it, &b->subs);
+    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
+        if (shard_for(b, n->key) != sh)
+            continue;
+        sub_chan_t *sub = BROKER_TABLE_ENTRY(n, sub_chan_t, node);
+        size_t len;
+        char *name = pubsub_name(b, sh, n->key, &len);
+        sps_t *to = sps_for(sh, rt_str_from(name, len));
+        if (to != NULL && to != sub->at) {
+            if (sub->at != NULL)
+                (void)rds_pubsub_unsubscribe(sub->at->ps, rt_str_from(name, len));
+            int rc = rds_pubsub_subscribe(to->ps, rt_str_from(name, len));
+            if (rc != 0 && rc != RT_ECLOSED)
+                RT_LOG_ERROR("redis sharded resubscribe failed shard=%zu: %s", sh->index,
+                             rt_strerror(rc));
+            sub->at = to;
+            to->touched = true;
+            moved++;
+        }
+        rt_free(name);
+    }
+    if (moved == 0)
+        return;
+    RT_LOG_INFO("redis sharded channels moved to their new masters shard=%zu channels=%zu",
+                sh->index, moved);
+    for (sps_t *s = sh->sps; s != NULL; s = s->next) {
+        if (!s->touched)
+            continue;
+        s->touched = false;
+        /* A connection that is down reports the resubscribe when it comes up. */
+        s->was_up = true;
+        (void)rds_pubsub_barrier(s->ps, on_reroute_confirmed, b);
+    }
+}
+
+static void sps_free_all(shard_t *sh)
+{
+    while (sh->sps != NULL) {
+        sps_t *s = sh->sps;
+        sh->sps = s->next;
+        rds_pubsub_free(s->ps);
+        rt_free(s->node);
+        rt_free(s);
+    }
+}
+
+static int subscribe_sharded(broker_redis_t *b, shard_t *sh, rt_str_t channel)
+{
+    size_t n;
+    char *name = pubsub_name(b, sh, channel, &n);
+    sps_t *s = sps_for(sh, rt_str_from(name, n));
+    int rc = RT_ECLOSED;
+    if (s != NULL && rds_pubsub_ready(s->ps)) {
+        rc = rds_pubsub_subscribe(s->ps, rt_str_from(name, n));
+        if (rc != 0)
+            (void)rds_pubsub_unsubscribe(s->ps, rt_str_from(name, n));
+    }
+    rt_free(name);
+    if (rc != 0)
+        return rc;
+    sub_chan_t *sub = rt_calloc(1, sizeof(*sub) + channel.n + 1);
+    memcpy(sub->name, channel.p, channel.n);
+    sub->node.key = rt_str_from(sub->name, channel.n);
+    sub->at = s;
+    broker_table_insert(&b->subs, &sub->node);
+    return 0;
+}
+
 static int redis_subscribe(broker_t *base, rt_str_t channel)
 {
     broker_redis_t *b = from_base(base);
@@ -688,6 +927,8 @@ static int redis_subscribe(broker_t *base, rt_str_t channel)
     if (sub_find(b, channel) != NULL)
         return 0;
     shard_t *sh = shard_for(b, channel);
+    if (sh->sharded)
+        return subscribe_sharded(b, sh, channel);
     /* While reconnecting the subscribe fails at once (the client gets 3004 and retries)
      * rather than being remembered: the node must not believe it is subscribed. */
     if (!rds_pubsub_ready(sh->ps))
@@ -712,7 +953,15 @@ static int redis_subscribed_wait(broker_t *base, rt_str_t channel, broker_done_c
     broker_redis_t *b = from_base(base);
     if (b->closing)
         return RT_ECLOSED;
-    return rds_pubsub_barrier(shard_for(b, channel)->ps, cb, ud);
+    shard_t *sh = shard_for(b, channel);
+    if (sh->sharded) {
+        sub_chan_t *sub = sub_find(b, channel);
+        if (sub != NULL && sub->at != NULL)
+            return rds_pubsub_barrier(sub->at->ps, cb, ud);
+        if (sub != NULL)
+            return RT_ECLOSED; /* lost with its slot, not subscribed anywhere yet */
+    }
+    return rds_pubsub_barrier(sh->ps, cb, ud);
 }
 
 static int redis_unsubscribe(broker_t *base, rt_str_t channel)
@@ -726,7 +975,11 @@ static int redis_unsubscribe(broker_t *base, rt_str_t channel)
     shard_t *sh = shard_for(b, channel);
     size_t n;
     char *name = pubsub_name(b, sh, channel, &n);
-    int rc = rds_pubsub_unsubscribe(sh->ps, rt_str_from(name, n));
+    int rc = 0;
+    if (!sh->sharded)
+        rc = rds_pubsub_unsubscribe(sh->ps, rt_str_from(name, n));
+    else if (s->at != NULL)
+        rc = rds_pubsub_unsubscribe(s->at->ps, rt_str_from(name, n));
     rt_free(name);
     /* While down the set forgets the channel, which is all that is needed: it is not
      * resubscribed. Any other failure keeps it so the node's retry reaches Redis. */
@@ -782,16 +1035,9 @@ static void on_pubsub_message(void *ud, rt_str_t ps_channel, rt_str_t payload)
             b->base.sink.on_control(b->base.sink.ud, payload);
         return;
     }
-    size_t pn = strlen(b->prefix);
-    if (ps_channel.n <= pn + 8 || memcmp(ps_channel.p, b->prefix, pn) != 0 ||
-        memcmp(ps_channel.p + pn, ".client.", 8) != 0)
-        return; /* service channels and probes */
-    rt_str_t channel = rt_str_from(ps_channel.p + pn + 8, ps_channel.n - pn - 8);
-    if (sh->cluster) {
-        if (channel.n < 3 || channel.p[0] != '{' || channel.p[channel.n - 1] != '}')
-            return; /* not a name this broker subscribes to */
-        channel = rt_str_from(channel.p + 1, channel.n - 2);
-    }
+    rt_str_t channel;
+    if (!client_channel(b, sh, ps_channel, &channel))
+        return; /* service channels, probes, names this broker does not subscribe to */
     if (sub_find(b, channel) == NULL) {
         b->stats.unsubscribed++;
         return; /* arrived after the unsubscribe */
@@ -813,9 +1059,7 @@ static void on_pubsub_state(void *ud, bool up)
     sh->ps_was_up = true;
     if (again) {
         RT_LOG_INFO("redis pubsub resubscribed shard=%zu", sh->index);
-        b->stats.resubscribes++;
-        if (b->base.sink.on_resubscribed != NULL)
-            b->base.sink.on_resubscribed(b->base.sink.ud);
+        resubscribed(b);
     }
 }
 
@@ -833,6 +1077,8 @@ static void ps_start(shard_t *sh, const rds_addr_t *addr)
         rc = rds_pubsub_subscribe(sh->ps, rt_str_c(b->node_ch));
     if (rc != 0 && rc != RT_ECLOSED)
         RT_LOG_ERROR("redis control subscribe failed shard=%zu: %s", sh->index, rt_strerror(rc));
+    if (sh->sharded)
+        return; /* the channels live on the shard's sharded connections */
     broker_table_iter_t it;
     broker_table_iter_init(&it, &b->subs);
     for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
@@ -871,6 +1117,10 @@ static void on_ps_watch(struct ev_loop *loop, ev_timer *w, int revents)
             const size_t lens[] = {4};
             (void)rds_router_command(sh->cmd, RT_STR_NULL, on_role_reply, sh, 1, argv, lens);
         }
+        if (sh->sharded) {
+            sps_ensure_all(sh);
+            sps_reroute(sh);
+        }
         if (!sh->cluster)
             continue;
         if (rds_pubsub_ready(sh->ps)) {
@@ -898,7 +1148,8 @@ static bool redis_ready(broker_t *base, const char **reason)
     broker_redis_t *b = from_base(base);
     for (size_t i = 0; i < b->nshards; i++) {
         shard_t *sh = &b->shards[i];
-        if (!rds_router_ready(sh->cmd) || !rds_pubsub_ready(sh->ps)) {
+        if (!rds_router_ready(sh->cmd) || !rds_pubsub_ready(sh->ps) ||
+            (sh->sharded && !sps_ready_all(sh))) {
             if (reason != NULL)
                 *reason = sh->reason;
             return false;
@@ -924,6 +1175,7 @@ static void redis_destroy(broker_t *base)
     /* Pending callbacks run with RT_ECANCELED inside these frees and see a broker that
      * refuses new work. */
     for (size_t i = 0; i < b->nshards; i++) {
+        sps_free_all(&b->shards[i]);
         rds_pubsub_free(b->shards[i].ps);
         rds_router_free(b->shards[i].cmd);
     }
@@ -1007,6 +1259,7 @@ broker_t *broker_redis_new(struct ev_loop *loop, const broker_sink_t *sink,
         rds_client_opts_default(&co);
         sh->cmd = rds_router_new(loop, &opts->shards[i], &co);
         sh->cluster = rds_router_is_cluster(sh->cmd);
+        sh->sharded = sh->cluster && opts->sharded_pubsub;
         rds_addr_t a;
         rds_router_pubsub_addr(sh->cmd, 0, &a);
         ps_start(sh, &a);

@@ -14,6 +14,10 @@ typedef struct broker_redis_opts {
     size_t nshards;
     const char *prefix;   /* key and channel prefix [rotor] */
     const char *node_uid; /* this node: P.node.<uid> control channel, own messages ignored */
+    /* engine.redis.sharded_pubsub [false]: on Redis Cluster shards, channels use SPUBLISH
+     * and SSUBSCRIBE on a connection to the master owning their slot (SERVER.md §3.14);
+     * the control channels stay on classic PUB/SUB. Ignored for other shards. */
+    bool sharded_pubsub;
 } broker_redis_opts_t;
 
 /* Creates the broker and starts connecting to every shard. sink copied. Never fails:

@@ -144,6 +144,20 @@ typedef struct rds_pubsub_handler {
 
 rds_pubsub_t *rds_pubsub_new(struct ev_loop *loop, const rds_addr_t *addr,
                              const rds_pubsub_handler_t *h, int64_t probe_interval_ms);
+/* The same connection for Redis Cluster sharded PUB/SUB (SERVER.md §3.14): every channel
+ * is SSUBSCRIBEd (SUNSUBSCRIBEd) and "smessage" pushes are delivered through on_message.
+ * addr must be the master owning the channels' slots. Each channel also holds a classic
+ * SUBSCRIBE of the same name on this connection (hiredis 0.14 routes PUB/SUB replies only
+ * by names it subscribed itself), so classic PUBLISHes to the name arrive too; barriers
+ * and the resubscribe count those confirmations, which Redis sends after the SSUBSCRIBE's.
+ * A channel the server refuses (slot not served here, e.g. a stale slot table) is simply
+ * not delivered: callers re-check ownership after a slot table refresh. */
+/* on_lost (may be NULL): the server dropped channel (borrowed for the call) on its own
+ * because its slot moved to another master; it is out of the set already. Called with
+ * h->ud; must not free the connection. */
+rds_pubsub_t *rds_pubsub_new_sharded(struct ev_loop *loop, const rds_addr_t *addr,
+                                     const rds_pubsub_handler_t *h, int64_t probe_interval_ms,
+                                     void (*on_lost)(void *ud, rt_str_t channel));
 void rds_pubsub_free(rds_pubsub_t *p);
 bool rds_pubsub_ready(const rds_pubsub_t *p);
 /* Adds/removes channel (copied) to/from the set; the command goes out at the end of the
@@ -231,5 +245,16 @@ int rds_router_eval(rds_router_t *r, const rds_script_t *s, int nkeys, int argc,
 /* Address for the PUB/SUB connection, attempt-th choice (a cluster cycles through its
  * nodes; otherwise always the configured address). Release with rds_addr_cleanup. */
 void rds_router_pubsub_addr(const rds_router_t *r, size_t attempt, rds_addr_t *out);
+
+/* Sharded PUB/SUB (SERVER.md §3.14), cluster routers only. rds_router_slot_addr: *out =
+ * the master owning key's slot, STANDALONE (release with rds_addr_cleanup); returns 0, or
+ * RT_ECLOSED (*out untouched) when r is not a cluster, the table is not loaded or the slot
+ * has no master. rds_router_master_count/rds_router_master_addr: the masters of the
+ * current table (0 when not a cluster), node i (< count) as for rds_router_slot_addr.
+ * rds_router_refresh: reload the slot table soon (no-op when not a cluster). */
+int rds_router_slot_addr(const rds_router_t *r, rt_str_t key, rds_addr_t *out);
+size_t rds_router_master_count(const rds_router_t *r);
+void rds_router_master_addr(const rds_router_t *r, size_t i, rds_addr_t *out);
+void rds_router_refresh(rds_router_t *r);
 
 #endif

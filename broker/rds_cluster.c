@@ -845,3 +845,42 @@ void rds_router_pubsub_addr(const rds_router_t *r, size_t attempt, rds_addr_t *o
     else
         rds__addr_copy(out, &r->addr);
 }
+
+int rds_router_slot_addr(const rds_router_t *r, rt_str_t key, rds_addr_t *out)
+{
+    rds_cluster_t *cl = r->cluster;
+    if (cl == NULL || !cl->loaded)
+        return RT_ECLOSED;
+    const cnode_t *n = cl->slots[rds_key_slot(key)];
+    if (n == NULL)
+        return RT_ECLOSED;
+    rds_addr_derive(out, &cl->base, n->host, n->port);
+    return 0;
+}
+
+size_t rds_router_master_count(const rds_router_t *r)
+{
+    size_t n = 0;
+    if (r->cluster != NULL) {
+        for (const cnode_t *m = r->cluster->nodes; m != NULL; m = m->next)
+            n += m->master;
+    }
+    return n;
+}
+
+void rds_router_master_addr(const rds_router_t *r, size_t i, rds_addr_t *out)
+{
+    RT_ASSERT(i < rds_router_master_count(r));
+    for (const cnode_t *m = r->cluster->nodes; m != NULL; m = m->next) {
+        if (m->master && i-- == 0) {
+            rds_addr_derive(out, &r->cluster->base, m->host, m->port);
+            return;
+        }
+    }
+}
+
+void rds_router_refresh(rds_router_t *r)
+{
+    if (r->cluster != NULL)
+        request_refresh(r->cluster);
+}

@@ -60,6 +60,8 @@ struct rds_pubsub {
     ev_prepare flush_w;      /* active while dirty or unsub is non-empty */
     ev_timer probe_timer;    /* repeating probe_interval_ms while up */
     ev_timer deadline_timer; /* io_timeout for the resubscribe or the probe in flight */
+    bool sharded;            /* rds_pubsub_new_sharded: SSUBSCRIBE alongside SUBSCRIBE */
+    void (*on_lost)(void *ud, rt_str_t channel); /* sharded only; may be NULL */
 };
 
 static chan_t **slot(rds_pubsub_t *p, rt_str_t name, unsigned long hash)
@@ -136,16 +138,42 @@ static void forget_connection_state(rds_pubsub_t *p)
     ev_prepare_stop(p->link.loop, &p->flush_w);
 }
 
+/* hiredis 0.14 knows no sharded PUB/SUB: sent as a command, SSUBSCRIBE would file a
+ * callback under the "invalid" list that its array replies never consume (one leaked entry
+ * per batch for the life of the connection). Appended to the output buffer it files none;
+ * its replies reach pubsub_on_reply through the channel's entry in hiredis' channel table,
+ * which the classic SUBSCRIBE sent right after it creates before any reply is read. Error
+ * replies (a slot this master does not serve) find no callback and are dropped. */
+static void send_sharded(rds_pubsub_t *p, const char *cmd, const char **argv, size_t *lens,
+                         size_t n)
+{
+    redisAsyncContext *ac = p->link.ac;
+    if (ac == NULL)
+        return;
+    argv[0] = cmd;
+    lens[0] = strlen(cmd);
+    char *buf = NULL;
+    int len = redisFormatCommandArgv(&buf, (int)n + 1, argv, lens);
+    if (len < 0)
+        return;
+    if (redisAppendFormattedCommand(&ac->c, buf, (size_t)len) == REDIS_OK &&
+        ac->ev.addWrite != NULL)
+        ac->ev.addWrite(ac->ev.data);
+    redisFreeCommand(buf);
+}
+
 static void send_batch(rds_pubsub_t *p, const char *cmd, chan_t **items, size_t n)
 {
     const char *argv[BATCH_CHANNELS + 1];
     size_t lens[BATCH_CHANNELS + 1];
-    argv[0] = cmd;
-    lens[0] = strlen(cmd);
     for (size_t i = 0; i < n; i++) {
         argv[i + 1] = items[i]->name;
         lens[i + 1] = items[i]->n;
     }
+    if (p->sharded)
+        send_sharded(p, cmd[0] == 'U' ? "SUNSUBSCRIBE" : "SSUBSCRIBE", argv, lens, n);
+    argv[0] = cmd;
+    lens[0] = strlen(cmd);
     int rc = rds__link_send(&p->link, (int)n + 1, argv, lens);
     if (rc != 0)
         RT_LOG_DEBUG("redis %s not sent addr=%s channels=%zu err=%s", cmd,
@@ -316,7 +344,17 @@ static void pubsub_on_reply(rds__link_t *l, redisReply *r)
         return;
     }
     rt_str_t kind = elem_str(r, 0);
-    if (rt_str_eq_c(kind, "message")) {
+    if (p->sharded && rt_str_eq_c(kind, "sunsubscribe")) {
+        /* Our own SUNSUBSCRIBEs left the set before they were sent; a channel still in it
+         * was dropped by the server (its slot moved). The classic twin goes too. */
+        rt_str_t ch = elem_str(r, 1);
+        chan_t *e = *slot(p, ch, rt_str_hash(ch));
+        if (e != NULL && e->sent) {
+            (void)rds_pubsub_unsubscribe(p, ch);
+            if (p->on_lost != NULL)
+                p->on_lost(p->h.ud, ch);
+        }
+    } else if (rt_str_eq_c(kind, "message") || (p->sharded && rt_str_eq_c(kind, "smessage"))) {
         if (r->elements < 3)
             return;
         rt_str_t ch = elem_str(r, 1);
@@ -363,6 +401,16 @@ rds_pubsub_t *rds_pubsub_new(struct ev_loop *loop, const rds_addr_t *addr,
     p->barriers_tail = &p->barriers;
     /* Short backoff cap: while PUB/SUB is down the node cannot take new subscriptions. */
     rds__link_init(&p->link, loop, addr, &pubsub_ops, "pubsub", 100, 1000);
+    return p;
+}
+
+rds_pubsub_t *rds_pubsub_new_sharded(struct ev_loop *loop, const rds_addr_t *addr,
+                                     const rds_pubsub_handler_t *h, int64_t probe_interval_ms,
+                                     void (*on_lost)(void *ud, rt_str_t channel))
+{
+    rds_pubsub_t *p = rds_pubsub_new(loop, addr, h, probe_interval_ms);
+    p->sharded = true;
+    p->on_lost = on_lost;
     return p;
 }
 

@@ -109,6 +109,7 @@ static const key_def_t top_keys[] = {
     CD("engine.redis.io_timeout", redis_io_timeout_ms, 1),
     CD("engine.redis.presence_ttl", redis_presence_ttl_ms, 1),
     CB("engine.redis.force_resp2", redis_force_resp2),
+    CB("engine.redis.sharded_pubsub", redis_sharded_pubsub),
     C_("workers", K_INT, workers, 1, 4096, 0),
     C_("client.allowed_origins", K_ORIGINS, allowed_origins, 0, 0, 0),
     TOKEN_KEYS("client.token", token),

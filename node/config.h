@@ -173,6 +173,7 @@ typedef struct node_config {
     int64_t redis_io_timeout_ms;      /* [4s] > 0; applied where a URL sets none */
     int64_t redis_presence_ttl_ms;    /* [60s] > 0 */
     bool redis_force_resp2;           /* accepted; hiredis 0.14 always speaks RESP2 */
+    bool redis_sharded_pubsub;        /* [false] SPUBLISH/SSUBSCRIBE on Redis Cluster (§3.14) */
 
     /* workers: number of worker loops [CPU count, sysconf]; >= 1; key "workers" (rotor
      * extension) */

@@ -604,6 +604,7 @@ node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop)
             .nshards = n,
             .prefix = cfg->redis_prefix,
             .node_uid = node->uid,
+            .sharded_pubsub = cfg->redis_sharded_pubsub,
         };
         e->broker = broker_redis_new(loop, &sink, &opts);
         e->presence =

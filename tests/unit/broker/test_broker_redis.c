@@ -1265,7 +1265,8 @@ static void cl_addr(rds_addr_t *a, const rcl_t *c, int first)
     assert_int_equal(a->mode, RDS_MODE_CLUSTER);
 }
 
-static broker_t *cl_node_new(fix_t *f, node_t *n, const rds_addr_t *addr, const char *uid)
+static broker_t *cl_node_new_mode(fix_t *f, node_t *n, const rds_addr_t *addr, const char *uid,
+                                  bool sharded)
 {
     broker_sink_t sink = {.on_publication = sink_pub,
                           .on_join = sink_join,
@@ -1273,9 +1274,18 @@ static broker_t *cl_node_new(fix_t *f, node_t *n, const rds_addr_t *addr, const 
                           .on_control = sink_control,
                           .on_resubscribed = sink_resub,
                           .ud = &n->sink};
-    broker_redis_opts_t o = {.shards = addr, .nshards = 1, .prefix = "rotor", .node_uid = uid};
+    broker_redis_opts_t o = {.shards = addr,
+                             .nshards = 1,
+                             .prefix = "rotor",
+                             .node_uid = uid,
+                             .sharded_pubsub = sharded};
     n->b = broker_redis_new(f->loop, &sink, &o);
     return n->b;
+}
+
+static broker_t *cl_node_new(fix_t *f, node_t *n, const rds_addr_t *addr, const char *uid)
+{
+    return cl_node_new_mode(f, n, addr, uid, false);
 }
 
 static int cl_setup(void **state)
@@ -1493,6 +1503,149 @@ static void test_cl_two_nodes(void **state)
     assert_int_equal(f->b.sink.npubs, 4);
 }
 
+static long long shardnumsub(int port, const char *ps_channel)
+{
+    redisReply *rep = redis_cmd(port, "PUBSUB SHARDNUMSUB %s", ps_channel);
+    long long v = -1;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
+        v = rep->element[1]->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* Waits until SHARDNUMSUB of ps_channel on port is want. */
+static bool cl_shardnumsub_wait(fix_t *f, int port, const char *ps_channel, long long want)
+{
+    int64_t deadline = rt_mono_ms() + 5000;
+    while (shardnumsub(port, ps_channel) != want && rt_mono_ms() < deadline)
+        run_ms(f, 5);
+    return shardnumsub(port, ps_channel) == want;
+}
+
+/* Both nodes sharded: A's broker replaced by a sharded one, B sharded too. */
+static void cl_sharded_pair(fix_t *f)
+{
+    node_free(&f->a);
+    cl_node_new_mode(f, &f->a, &f->addr[0], "node-a", true);
+    cl_node_new_mode(f, &f->b, &f->addr[1], "node-b", true);
+    assert_true(run_until_ready(f, f->a.b, true, 5000));
+    assert_true(run_until_ready(f, f->b.b, true, 5000));
+}
+
+/* engine.redis.sharded_pubsub: SSUBSCRIBE on the owning master, SPUBLISH from the plain,
+ * idempotent and history publishes and from join/leave. */
+static void test_cl_sharded(void **state)
+{
+    fix_t *f = *state;
+    NEED_REDIS(f);
+    cl_sharded_pair(f);
+    const char *chans[] = {"room", "chat:1", "news", "a"};
+    for (int i = 0; i < 4; i++) {
+        char name[128];
+        snprintf(name, sizeof(name), "rotor.client.{%s}", chans[i]);
+        assert_int_equal(broker_subscribe(f->b.b, rt_str_c(chans[i])), 0);
+        assert_true(cl_shardnumsub_wait(f, cl_port_of(f, chans[i]), name, 1));
+    }
+    for (int i = 0; i < 4; i++) {
+        res_t r = pub_hist(f, chans[i], chans[i]);
+        assert_int_equal(r.offset, 1);
+    }
+    assert_true(run_until(f, &f->b.sink.npubs, 4, 5000));
+    for (int i = 0; i < 4; i++) {
+        res_t r = pub_opts(f, chans[i], "plain", (broker_publish_opts_t){0});
+        assert_int_equal(r.offset, 0);
+    }
+    assert_true(run_until(f, &f->b.sink.npubs, 8, 5000));
+    broker_publish_opts_t idem = {.idempotency_key = RT_STR("k1")};
+    pub_opts(f, "room", "idem", idem);
+    assert_true(run_until(f, &f->b.sink.npubs, 9, 5000));
+    for (int i = 0; i < 4; i++) {
+        int found = 0;
+        for (int k = 0; k < 4; k++) {
+            broker_pub_t *p = f->b.sink.pubs[k];
+            if (rt_str_eq_c(p->channel, chans[i])) {
+                found++;
+                assert_true(rt_str_eq_c(p->data, chans[i]));
+                assert_int_equal(p->offset, 1);
+            }
+        }
+        assert_int_equal(found, 1);
+    }
+    assert_true(rt_str_eq_c(f->b.sink.pubs[8]->data, "idem"));
+    assert_int_equal(f->a.sink.npubs, 0);
+
+    broker_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{}"), RT_STR("")};
+    assert_int_equal(broker_publish_join(f->a.b, RT_STR("room"), &info), 0);
+    assert_int_equal(broker_publish_leave(f->a.b, RT_STR("room"), &info), 0);
+    assert_true(run_until(f, &f->b.sink.nleaves, 1, 5000));
+    assert_int_equal(f->b.sink.njoins, 1);
+
+    /* Control channels stay classic. */
+    assert_int_equal(broker_control_publish(f->a.b, RT_STR("node-b"), RT_STR("to-b")), 0);
+    assert_true(run_until(f, &f->b.sink.ncontrols, 1, 5000));
+
+    assert_int_equal(broker_unsubscribe(f->b.b, RT_STR("room")), 0);
+    assert_true(cl_shardnumsub_wait(f, cl_port_of(f, "room"), "rotor.client.{room}", 0));
+    pub_hist(f, "room", "late");
+    run_ms(f, 100);
+    assert_int_equal(f->b.sink.npubs, 9);
+}
+
+static void cl_node_id(int port, char *out, size_t n)
+{
+    redisReply *r = redis_cmd(port, "CLUSTER MYID");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    snprintf(out, n, "%s", r->str);
+    freeReplyObject(r);
+}
+
+/* Reassigns an empty slot from the master on port `from` to the one on port `to` the way
+ * redis-cli --cluster reshard does. */
+static void cl_move_slot(fix_t *f, unsigned slot, int from, int to)
+{
+    char from_id[64], to_id[64];
+    cl_node_id(from, from_id, sizeof(from_id));
+    cl_node_id(to, to_id, sizeof(to_id));
+    freeReplyObject(redis_cmd(to, "CLUSTER SETSLOT %u IMPORTING %s", slot, from_id));
+    freeReplyObject(redis_cmd(from, "CLUSTER SETSLOT %u MIGRATING %s", slot, to_id));
+    freeReplyObject(redis_cmd(to, "CLUSTER SETSLOT %u NODE %s", slot, to_id));
+    freeReplyObject(redis_cmd(from, "CLUSTER SETSLOT %u NODE %s", slot, to_id));
+    for (int i = 0; i < RCL_NODES; i++) {
+        if (f->rcl->port[i] != from && f->rcl->port[i] != to)
+            freeReplyObject(redis_cmd(f->rcl->port[i], "CLUSTER SETSLOT %u NODE %s", slot, to_id));
+    }
+}
+
+/* A slot that moves to another master: its node drops the SSUBSCRIBE, the broker follows
+ * the refreshed slot table and reports a resubscribe. */
+static void test_cl_sharded_slot_moves(void **state)
+{
+    fix_t *f = *state;
+    NEED_REDIS(f);
+    cl_sharded_pair(f);
+    const char *ch = "migrating";
+    const char *name = "rotor.client.{migrating}";
+    unsigned slot = rds_key_slot(rt_str_c(name));
+    int from = cl_port_of(f, ch);
+    int to = f->rcl->port[0] == from ? f->rcl->port[1] : f->rcl->port[0];
+    assert_int_equal(broker_subscribe(f->b.b, rt_str_c(ch)), 0);
+    assert_true(cl_shardnumsub_wait(f, from, name, 1));
+
+    cl_move_slot(f, slot, from, to);
+    assert_true(cl_shardnumsub_wait(f, from, name, 0));
+    assert_true(cl_shardnumsub_wait(f, to, name, 1));
+    assert_true(run_until(f, &f->b.sink.nresub, 1, 5000));
+    pub_opts(f, ch, "after", (broker_publish_opts_t){0});
+    assert_true(run_until(f, &f->b.sink.npubs, 1, 5000));
+    assert_true(rt_str_eq_c(f->b.sink.pubs[0]->data, "after"));
+
+    cl_move_slot(f, slot, to, from);
+    assert_true(cl_shardnumsub_wait(f, from, name, 1));
+    int64_t deadline = rt_mono_ms() + 5000;
+    while (rcl_slot_port(f->rcl, slot) != from && rt_mono_ms() < deadline)
+        run_ms(f, 10);
+}
+
 /* A PUB/SUB connection whose node does not answer moves to another cluster node. */
 static void test_cl_pubsub_moves(void **state)
 {
@@ -1548,6 +1701,8 @@ int run_broker_redis(void)
         cmocka_unit_test_setup_teardown(test_cl_idempotency_and_version, cl_setup, cl_teardown),
         cmocka_unit_test_setup_teardown(test_cl_two_nodes, cl_setup, cl_teardown),
         cmocka_unit_test_setup_teardown(test_cl_pubsub_moves, cl_setup, cl_teardown),
+        cmocka_unit_test_setup_teardown(test_cl_sharded, cl_setup, cl_teardown),
+        cmocka_unit_test_setup_teardown(test_cl_sharded_slot_moves, cl_setup, cl_teardown),
     };
 #undef T
     int failed = cmocka_run_group_tests_name("broker_redis", tests, group_setup, group_teardown);
