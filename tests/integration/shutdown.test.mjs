@@ -123,6 +123,22 @@ describe('graceful shutdown', { timeout: 60000 }, () => {
         }
     });
 
+    it('a second SIGTERM exits at once, without waiting for the drain', async () => {
+        const r = await startRotor({ config: { shutdown: { timeout: '20s', drain_delay: '10s' } } });
+        try {
+            r.signal('SIGTERM');
+            await sleep(200);
+            assert.equal(r.exited, null, 'still draining after the first signal');
+            const t0 = Date.now();
+            r.signal('SIGTERM');
+            const ex = await r.waitExit(2000);
+            assert.ok(Date.now() - t0 < 1500, `exit took ${Date.now() - t0} ms`);
+            assert.notEqual(ex.code, 0, 'an interrupted shutdown is not a clean exit');
+        } finally {
+            await r.stop({ check: false });
+        }
+    });
+
     it('SIGINT also shuts down cleanly', async () => {
         const r = await startRotor();
         try {
