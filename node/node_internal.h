@@ -53,7 +53,7 @@ typedef struct node_metrics {
     _Atomic uint64_t connections_accepted;
     _Atomic uint64_t messages_sent;     /* frames written to clients */
     _Atomic uint64_t messages_received; /* frames received from clients */
-    _Atomic uint64_t publications; /* publications accepted by the broker */
+    _Atomic uint64_t publications;      /* publications accepted by the broker */
     _Atomic uint64_t api_commands;
     _Atomic uint64_t api_errors;
     _Atomic uint64_t reply_errors;
