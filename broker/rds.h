@@ -3,7 +3,9 @@
  *
  * hiredis 0.14 (Debian 12) has no async timeouts and no TLS: every command here carries
  * its own ev_timer, and a timed-out command tears its connection down (a silently dead
- * socket must not hold callbacks forever); `rediss://` is refused at parse time.
+ * socket must not hold callbacks forever); a TLS address (`rediss://`) is dialled through
+ * an in-process relay (rds_tls.h): hiredis talks plain RESP to a private Unix socket and
+ * the relay speaks TLS to the server.
  *
  * Callback rules as everywhere (STYLE.md §3): exactly once, on the loop, never inside the
  * initiating call; RT_ECANCELED when the object is freed first. Replies are borrowed for
@@ -28,6 +30,20 @@ typedef enum rds_mode {
     RDS_MODE_SENTINEL,       /* seeds are Sentinels; the master is asked from them */
 } rds_mode_t;
 
+/* TLS settings of one kind of connection (SERVER.md §2.4 TLS object, §3.2). All strings
+ * owned (heap, NUL-terminated, "" when unset). A *_pem field wins over its *_file twin. */
+typedef struct rds_tls {
+    bool enabled;              /* dial through TLS */
+    bool insecure_skip_verify; /* accept any server certificate (tests, dev only) */
+    char *server_name;         /* SNI and the name verified; "" = the host dialled */
+    char *ca_pem;              /* CAs trusted for the server certificate (PEM text) ... */
+    char *ca_file;             /* ... or a PEM file; neither: the system store */
+    char *cert_pem;            /* client certificate chain for mTLS (PEM text) ... */
+    char *cert_file;           /* ... or a PEM file; "" both: no client certificate */
+    char *key_pem;             /* its private key (PEM text) ... */
+    char *key_file;            /* ... or a PEM file */
+} rds_tls_t;
+
 /* One Redis server. All strings owned (heap, NUL-terminated, "" when unset). */
 typedef struct rds_addr {
     rds_mode_t mode;
@@ -44,19 +60,26 @@ typedef struct rds_addr {
     int db;                     /* SELECT index [0] */
     int64_t connect_timeout_ms; /* [1000] */
     int64_t io_timeout_ms;      /* per command [4000] */
+    rds_tls_t tls;              /* the server itself (and, in a cluster, every node; with
+                                   Sentinel, the master it names) */
+    rds_tls_t sentinel_tls;     /* sentinel: the connections to the Sentinels */
 } rds_addr_t;
 
 /* Parses "host:port", "redis://[user[:password]@]host[:port][/db][?opts]", "tcp://...",
  * "unix://[user[:password]@]/path" (SERVER.md §3.2; opts connect_timeout, io_timeout as Go
- * durations, db), and:
+ * durations, db, tls_enabled, sentinel_tls_enabled), "rediss://..." (tls.enabled), and:
  *   redis+cluster://[user[:password]@]host:port[?addr=h2:p2&addr=...]  mode CLUSTER; seeds =
  *     host:port then every addr, in order; db must be 0.
  *   redis+sentinel://[user[:password]@]host:port[/db]?sentinel_master_name=m[&addr=...]
  *     [&sentinel_user=u&sentinel_password=p]  mode SENTINEL; seeds = the Sentinels; user,
  *     password and db are for the master, sentinel_user/sentinel_password for the Sentinels.
+ * rediss+cluster:// and rediss+sentinel:// are the same with tls.enabled (with Sentinel
+ * for the master: the Sentinels use TLS only with sentinel_tls_enabled=true). tls_enabled
+ * and sentinel_tls_enabled take Go ParseBool values. TLS over unix:// is refused. The
+ * certificates come from the configuration (the TLS object), never from the URL.
  * host/port are the first seed in both. A plain address is always STANDALONE (no cluster
  * auto-detection). *out is initialised in every case; release with rds_addr_cleanup().
- * Returns 0, or RT_EINVAL with a message in err (TLS is refused with a message saying so). */
+ * Returns 0, or RT_EINVAL with a message in err. */
 int rds_addr_parse(const char *url, rds_addr_t *out, rt_buf_t *err);
 /* The old explicit keys (cluster_address, sentinel_address): list is comma-separated
  * "host:port" seeds (spaces around them ignored, port required as in Centrifugo), mode is
@@ -67,11 +90,17 @@ int rds_addr_parse(const char *url, rds_addr_t *out, rt_buf_t *err);
 int rds_addr_from_seeds(const char *list, rds_mode_t mode, rds_addr_t *out, rt_buf_t *err);
 /* Idempotent. */
 void rds_addr_cleanup(rds_addr_t *a);
+/* TLS settings on their own: rds_tls_init gives the defaults (off, every string ""),
+ * rds_tls_copy a deep copy (dst overwritten, not cleaned up first), rds_tls_cleanup is
+ * idempotent. rds_addr_* call them for both members. */
+void rds_tls_init(rds_tls_t *t);
+void rds_tls_copy(rds_tls_t *dst, const rds_tls_t *src);
+void rds_tls_cleanup(rds_tls_t *t);
 /* Splits a seed ("host:port" or "[v6]:port", as in rds_addr_t.seeds) into *host (owned by
  * the caller, rt_free) and *port. Returns 0, or RT_EINVAL (*host NULL). */
 int rds_addr_seed_split(const char *seed, char **host, int *port);
-/* *out = a STANDALONE copy of base aimed at host:port (copied): same user, password, db
- * and timeouts, no seeds, no unix path. Release with rds_addr_cleanup(). */
+/* *out = a STANDALONE copy of base aimed at host:port (copied): same user, password, db,
+ * timeouts and TLS settings, no seeds, no unix path. Release with rds_addr_cleanup(). */
 void rds_addr_derive(rds_addr_t *out, const rds_addr_t *base, const char *host, int port);
 /* "host:port" or the socket path ("sentinel:<master name>" in Sentinel mode, which has no
  * fixed server), for logs (static per thread buffer). */

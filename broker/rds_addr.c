@@ -1,5 +1,6 @@
 /* Redis address parsing (SERVER.md §3.2, §3.14, §3.15): "host:port", redis:// / tcp:// /
- * unix:// URLs, redis+cluster:// seeds and redis+sentinel:// Sentinels.
+ * unix:// URLs, redis+cluster:// seeds and redis+sentinel:// Sentinels, each also as
+ * rediss...:// with TLS.
  *
  * A plain address is always standalone: Centrifugo also detects a cluster behind a plain
  * URL (go-redis' universal client), which rotor does not do; such a setup must be written
@@ -197,9 +198,23 @@ static int parse_timeout(rt_str_t v, const char *name, int64_t *field, rt_buf_t 
     return 0;
 }
 
-static bool is_true(rt_str_t v)
+/* Go's strconv.ParseBool, which Centrifugo applies to these options. */
+static int parse_bool_opt(rt_str_t k, rt_str_t v, bool *out, rt_buf_t *err)
 {
-    return rt_str_eq_c(v, "true") || rt_str_eq_c(v, "1") || rt_str_eq_c(v, "yes");
+    static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
+    static const char *const no[] = {"0", "f", "F", "false", "FALSE", "False"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (rt_str_eq_c(v, yes[i])) {
+            *out = true;
+            return 0;
+        }
+        if (rt_str_eq_c(v, no[i])) {
+            *out = false;
+            return 0;
+        }
+    }
+    return fail(err, "redis address: bad %.*s \"%.*s\" (want true or false)", RT_STR_ARG(k),
+                RT_STR_ARG(v));
 }
 
 /* Query options that only make sense for one mode name it in the error. */
@@ -243,9 +258,11 @@ static int parse_query(rt_str_t q, rds_addr_t *out, rt_buf_t *err)
             rc = parse_timeout(v, "connect_timeout", &out->connect_timeout_ms, err);
         } else if (rt_str_eq_c(k, "io_timeout")) {
             rc = parse_timeout(v, "io_timeout", &out->io_timeout_ms, err);
-        } else if (rt_str_eq_c(k, "tls_enabled") || rt_str_eq_c(k, "sentinel_tls_enabled")) {
-            if (is_true(v))
-                rc = fail(err, "redis address: TLS needs hiredis >= 1.0; Debian 12 ships 0.14");
+        } else if (rt_str_eq_c(k, "tls_enabled")) {
+            rc = parse_bool_opt(k, v, &out->tls.enabled, err);
+        } else if (rt_str_eq_c(k, "sentinel_tls_enabled")) {
+            /* Accepted (and ignored) outside Sentinel mode, as the reference does. */
+            rc = parse_bool_opt(k, v, &out->sentinel_tls.enabled, err);
         } else if (rt_str_eq_c(k, "force_resp2")) {
             /* Accepted for config compatibility: hiredis 0.14 only speaks RESP2 anyway. */
         } else if (rt_str_eq_c(k, "replica_client_enabled")) {
@@ -349,7 +366,11 @@ static int parse_unix_url(rt_str_t s, rds_addr_t *out, rt_buf_t *err)
         return fail(err, "redis address: unix:// needs an absolute socket path");
     if ((rc = set_decoded(&out->unix_path, s, "socket path", err)) != 0)
         return rc;
-    return parse_query(query, out, err);
+    if ((rc = parse_query(query, out, err)) != 0)
+        return rc;
+    if (out->tls.enabled)
+        return fail(err, "redis address: TLS is not supported over unix:// sockets");
+    return 0;
 }
 
 static void addr_defaults(rds_addr_t *a)
@@ -368,6 +389,8 @@ static void addr_defaults(rds_addr_t *a)
     a->db = 0;
     a->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     a->io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
+    rds_tls_init(&a->tls);
+    rds_tls_init(&a->sentinel_tls);
 }
 
 static bool scheme_is(rt_str_t scheme, const char *name)
@@ -391,19 +414,17 @@ int rds_addr_parse(const char *url, rds_addr_t *out, rt_buf_t *err)
     } else {
         rt_str_t scheme = rt_str_from(url, (size_t)(sep - url));
         rt_str_t rest = rt_str_c(sep + 3);
-        if (scheme_is(scheme, "redis") || scheme_is(scheme, "tcp")) {
+        /* The query may still turn TLS on (tls_enabled=true) or off again. */
+        out->tls.enabled = scheme_is(scheme, "rediss") || scheme_is(scheme, "rediss+cluster") ||
+                           scheme_is(scheme, "rediss+sentinel");
+        if (scheme_is(scheme, "redis") || scheme_is(scheme, "tcp") || scheme_is(scheme, "rediss")) {
             rc = parse_tcp_url(rest, out, err);
         } else if (scheme_is(scheme, "unix")) {
             rc = parse_unix_url(rest, out, err);
-        } else if (scheme_is(scheme, "rediss") || scheme_is(scheme, "rediss+sentinel") ||
-                   scheme_is(scheme, "rediss+cluster")) {
-            rc =
-                fail(err, "redis address: TLS needs hiredis >= 1.0; Debian 12 ships 0.14 (%.*s://)",
-                     RT_STR_ARG(scheme));
-        } else if (scheme_is(scheme, "redis+cluster")) {
+        } else if (scheme_is(scheme, "redis+cluster") || scheme_is(scheme, "rediss+cluster")) {
             out->mode = RDS_MODE_CLUSTER;
             rc = parse_tcp_url(rest, out, err);
-        } else if (scheme_is(scheme, "redis+sentinel")) {
+        } else if (scheme_is(scheme, "redis+sentinel") || scheme_is(scheme, "rediss+sentinel")) {
             out->mode = RDS_MODE_SENTINEL;
             rc = parse_tcp_url(rest, out, err);
         } else {
@@ -475,11 +496,51 @@ void rds_addr_cleanup(rds_addr_t *a)
     rt_free(a->user);
     rt_free(a->password);
     a->host = a->unix_path = a->user = a->password = NULL;
+    rds_tls_cleanup(&a->tls);
+    rds_tls_cleanup(&a->sentinel_tls);
 }
 
 static char *dup_or_empty(const char *s)
 {
     return rt_strdup(s != NULL ? s : "");
+}
+
+void rds_tls_init(rds_tls_t *t)
+{
+    t->enabled = false;
+    t->insecure_skip_verify = false;
+    t->server_name = rt_strdup("");
+    t->ca_pem = rt_strdup("");
+    t->ca_file = rt_strdup("");
+    t->cert_pem = rt_strdup("");
+    t->cert_file = rt_strdup("");
+    t->key_pem = rt_strdup("");
+    t->key_file = rt_strdup("");
+}
+
+void rds_tls_copy(rds_tls_t *dst, const rds_tls_t *src)
+{
+    dst->enabled = src->enabled;
+    dst->insecure_skip_verify = src->insecure_skip_verify;
+    dst->server_name = dup_or_empty(src->server_name);
+    dst->ca_pem = dup_or_empty(src->ca_pem);
+    dst->ca_file = dup_or_empty(src->ca_file);
+    dst->cert_pem = dup_or_empty(src->cert_pem);
+    dst->cert_file = dup_or_empty(src->cert_file);
+    dst->key_pem = dup_or_empty(src->key_pem);
+    dst->key_file = dup_or_empty(src->key_file);
+}
+
+void rds_tls_cleanup(rds_tls_t *t)
+{
+    char **fields[] = {&t->server_name, &t->ca_pem,  &t->ca_file, &t->cert_pem,
+                       &t->cert_file,   &t->key_pem, &t->key_file};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        rt_free(*fields[i]);
+        *fields[i] = NULL;
+    }
+    t->enabled = false;
+    t->insecure_skip_verify = false;
 }
 
 void rds__addr_copy(rds_addr_t *dst, const rds_addr_t *src)
@@ -496,6 +557,8 @@ void rds__addr_copy(rds_addr_t *dst, const rds_addr_t *src)
     dst->unix_path = dup_or_empty(src->unix_path);
     dst->user = dup_or_empty(src->user);
     dst->password = dup_or_empty(src->password);
+    rds_tls_copy(&dst->tls, &src->tls);
+    rds_tls_copy(&dst->sentinel_tls, &src->sentinel_tls);
 }
 
 int rds_addr_seed_split(const char *seed, char **host, int *port)

@@ -17,7 +17,12 @@
  * redisAsyncFree() from inside a reply callback is deferred until that callback returns.
  * So the per-context record (rds__conn_t) is freed in the disconnect callback when the
  * context had connected, and by us otherwise; the link detaches from it first, after
- * which every late callback finds conn->link == NULL and does nothing. */
+ * which every late callback finds conn->link == NULL and does nothing.
+ *
+ * TLS (rds_tls.h): a TLS connection dials a relay created for that one connection and
+ * owned by its rds__conn_t, so the relay lives exactly as long as hiredis' context and
+ * never outlives the fd it serves. When the relay gives up (refused, certificate, timeout)
+ * it closes hiredis' side; the failure line then carries the relay's reason. */
 #include "broker/rds_internal.h"
 
 #include <stdio.h>
@@ -26,6 +31,7 @@
 
 #include <hiredis/adapters/libev.h>
 
+#include "broker/rds_tls.h"
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
 #include "node/base/err.h"
@@ -33,9 +39,24 @@
 #include "node/base/rand.h"
 
 struct rds__conn {
-    rds__link_t *link; /* borrowed; NULL once the link stopped caring about this context */
-    bool connected;    /* hiredis will call on_disconnect last and we free there */
+    rds__link_t *link;      /* borrowed; NULL once the link stopped caring about this context */
+    bool connected;         /* hiredis will call on_disconnect last and we free there */
+    rds_tls_relay_t *relay; /* owned; the TLS relay hiredis dials, NULL without TLS */
 };
+
+static void conn_free(rds__conn_t *conn)
+{
+    rds_tls_relay_free(conn->relay);
+    rt_free(conn);
+}
+
+/* The relay's reason for the failure (copied into buf), or detail when it has none. */
+static const char *relay_detail(rds__conn_t *conn, const char *detail, char *buf, size_t n)
+{
+    if (conn != NULL && conn->relay != NULL && rds_tls_relay_take_error(conn->relay, buf, n))
+        return buf;
+    return detail;
+}
 
 static void link_connect(rds__link_t *l);
 static void link_connect_master(rds__link_t *l);
@@ -101,7 +122,7 @@ static void release_ctx(redisAsyncContext *ac, rds__conn_t *conn, bool free_ctx)
         /* With connected set this runs (maybe later) on_disconnect, which frees conn. */
         redisAsyncFree(ac);
         if (!connected)
-            rt_free(conn);
+            conn_free(conn);
     }
 }
 
@@ -124,6 +145,8 @@ static void detach(rds__link_t *l, bool free_ctx)
 /* Last statement of every caller: on_down may free the owner and with it l. */
 static void teardown(rds__link_t *l, int status, bool free_ctx, const char *why, const char *detail)
 {
+    char tls_why[256];
+    detail = relay_detail(l->conn, detail, tls_why, sizeof(tls_why));
     bool was_up = l->up;
     if (was_up) {
         RT_LOG_WARN("redis connection lost kind=%s addr=%s reason=\"%s%s%s\"", l->kind, l->name,
@@ -247,7 +270,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         /* hiredis frees the context after this returns and calls nothing else. */
         if (l != NULL)
             teardown(l, RT_ECLOSED, false, "connect", ac->c.errstr);
-        rt_free(conn);
+        conn_free(conn);
         return;
     }
     conn->connected = true;
@@ -267,7 +290,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (l != NULL)
         teardown(l, RT_ECLOSED, false, "connection closed",
                  ac->errstr && ac->errstr[0] ? ac->errstr : "by peer");
-    rt_free(conn);
+    conn_free(conn);
 }
 
 static void on_setup_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -280,6 +303,41 @@ static void on_setup_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
     link_connect(w->data);
+}
+
+/* Starts a hiredis connection to unix_path when set, else host:port: directly, or through
+ * a new TLS relay when tls->enabled (*relay receives it; the caller owns it). Returns the
+ * attached context, or NULL with the reason in why. */
+static redisAsyncContext *dial(rds__link_t *l, const rds_tls_t *tls, const char *host, int port,
+                               const char *unix_path, rds_tls_relay_t **relay, char *why,
+                               size_t why_n)
+{
+    *relay = NULL;
+    redisAsyncContext *ac;
+    if (unix_path[0] != '\0') {
+        ac = redisAsyncConnectUnix(unix_path);
+    } else if (!tls->enabled) {
+        ac = redisAsyncConnect(host, port);
+    } else {
+        rt_buf_t err = RT_BUF_INIT;
+        int rc =
+            rds_tls_relay_new(l->loop, tls, host, port, l->addr.connect_timeout_ms, relay, &err);
+        if (rc != 0)
+            snprintf(why, why_n, "%.*s", (int)err.len, err.p ? (const char *)err.p : "");
+        rt_buf_cleanup(&err);
+        if (rc != 0)
+            return NULL;
+        ac = redisAsyncConnectUnix(rds_tls_relay_path(*relay));
+    }
+    if (ac == NULL || ac->err || redisLibevAttach(l->loop, ac) != REDIS_OK) {
+        snprintf(why, why_n, "%s", ac != NULL ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        rds_tls_relay_free(*relay);
+        *relay = NULL;
+        return NULL;
+    }
+    return ac;
 }
 
 /* ---- Sentinel queries ------------------------------------------------------------------ */
@@ -306,9 +364,12 @@ static void sq_next(rds__link_t *l);
 /* The current Sentinel did not answer usefully: the query moves on to the next one. */
 static void sq_failed(rds__link_t *l, bool free_ctx, const char *why, const char *detail)
 {
+    char tls_why[256];
+    detail = relay_detail(l->sq_conn, detail, tls_why, sizeof(tls_why));
     const char *seed = l->addr.seeds[l->sentinel_next % l->addr.nseeds];
-    snprintf(l->sq_error, sizeof(l->sq_error), "sentinel %s: %s%s%s", seed, why, detail ? ": " : "",
-             detail ? detail : "");
+    /* sq_error is short: a long TLS reason is cut, which is fine for a log line. */
+    snprintf(l->sq_error, sizeof(l->sq_error), "sentinel %s: %s%s%.100s", seed, why,
+             detail ? ": " : "", detail ? detail : "");
     RT_LOG_DEBUG("redis sentinel query failed kind=%s master=%s %s", l->kind,
                  l->addr.sentinel_master, l->sq_error);
     sq_release(l, free_ctx);
@@ -415,7 +476,7 @@ static void sq_on_connect(const redisAsyncContext *ac, int status)
         /* hiredis frees the context after this returns and calls nothing else. */
         if (l != NULL)
             sq_failed(l, false, "connect", ac->c.errstr);
-        rt_free(conn);
+        conn_free(conn);
         return;
     }
     conn->connected = true;
@@ -446,7 +507,7 @@ static void sq_on_disconnect(const redisAsyncContext *ac, int status)
     if (l != NULL)
         sq_failed(l, false, "connection closed",
                   ac->errstr && ac->errstr[0] ? ac->errstr : "by peer");
-    rt_free(conn);
+    conn_free(conn);
 }
 
 static void sq_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -466,19 +527,19 @@ static void sq_next(rds__link_t *l)
         char *host = NULL;
         int port = 0;
         redisAsyncContext *ac = NULL;
+        rds_tls_relay_t *relay = NULL;
+        char why[256] = "bad address";
         if (rds_addr_seed_split(seed, &host, &port) == 0)
-            ac = redisAsyncConnect(host, port);
+            ac = dial(l, &l->addr.sentinel_tls, host, port, "", &relay, why, sizeof(why));
         rt_free(host);
-        if (ac == NULL || ac->err || redisLibevAttach(l->loop, ac) != REDIS_OK) {
-            snprintf(l->sq_error, sizeof(l->sq_error), "sentinel %s: connect: %s", seed,
-                     ac != NULL ? ac->errstr : "bad address");
-            if (ac != NULL)
-                redisAsyncFree(ac);
+        if (ac == NULL) {
+            snprintf(l->sq_error, sizeof(l->sq_error), "sentinel %.40s: connect: %.96s", seed, why);
             l->sentinel_next = (l->sentinel_next + 1) % l->addr.nseeds;
             continue;
         }
         rds__conn_t *conn = RT_NEW(rds__conn_t);
         conn->link = l;
+        conn->relay = relay;
         ac->data = conn;
         l->sq_ac = ac;
         l->sq_conn = conn;
@@ -524,17 +585,18 @@ static void link_connect_master(rds__link_t *l)
 {
     const char *host = is_sentinel(l) ? l->master_host : l->addr.host;
     int port = is_sentinel(l) ? l->master_port : l->addr.port;
-    redisAsyncContext *ac = l->addr.unix_path[0] != '\0' ? redisAsyncConnectUnix(l->addr.unix_path)
-                                                         : redisAsyncConnect(host, port);
-    if (ac == NULL || ac->err || redisLibevAttach(l->loop, ac) != REDIS_OK) {
-        log_failure(l, "connect", ac != NULL ? ac->errstr : "out of memory");
-        if (ac != NULL)
-            redisAsyncFree(ac);
+    rds_tls_relay_t *relay = NULL;
+    char why[256];
+    redisAsyncContext *ac =
+        dial(l, &l->addr.tls, host, port, l->addr.unix_path, &relay, why, sizeof(why));
+    if (ac == NULL) {
+        log_failure(l, "connect", why);
         schedule_retry(l);
         return;
     }
     rds__conn_t *conn = RT_NEW(rds__conn_t);
     conn->link = l;
+    conn->relay = relay;
     ac->data = conn;
     l->ac = ac;
     l->conn = conn;

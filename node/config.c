@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "broker/rds.h"
+#include "broker/rds_tls.h"
 #include "node/base/alloc.h"
+#include "node/base/b64.h"
 #include "node/base/err.h"
 #include "node/base/json.h"
 #include "node/base/log.h"
@@ -87,6 +89,13 @@ typedef struct key_def {
         CS(pre ".audience_regex", f.audience_regex), CS(pre ".issuer", f.issuer),                  \
         CS(pre ".issuer_regex", f.issuer_regex), CS(pre ".user_id_claim", f.user_id_claim)
 
+/* A TLS object (SERVER.md §2.4). */
+#define TLS_KEYS(pre, f)                                                                           \
+    CB(pre ".enabled", f.enabled), CB(pre ".insecure_skip_verify", f.insecure_skip_verify),        \
+        CS(pre ".server_name", f.server_name), CS(pre ".cert_pem", f.cert_pem),                    \
+        CS(pre ".key_pem", f.key_pem), CS(pre ".server_ca_pem", f.server_ca_pem),                  \
+        CS(pre ".client_ca_pem", f.client_ca_pem)
+
 static const key_def_t top_keys[] = {
     CS("http_server.address", http_address),
     C_("http_server.port", K_PORT, http_port, 0, 65535, 0),
@@ -108,8 +117,12 @@ static const key_def_t top_keys[] = {
     CD("engine.redis.connect_timeout", redis_connect_timeout_ms, 1),
     CD("engine.redis.io_timeout", redis_io_timeout_ms, 1),
     CD("engine.redis.presence_ttl", redis_presence_ttl_ms, 1),
+    CB("engine.redis.presence_user_mapping", redis_presence_user_mapping),
+    CB("engine.redis.presence_hash_field_ttl", redis_presence_hash_field_ttl),
     CB("engine.redis.force_resp2", redis_force_resp2),
     CB("engine.redis.sharded_pubsub", redis_sharded_pubsub),
+    TLS_KEYS("engine.redis.tls", redis_tls),
+    TLS_KEYS("engine.redis.sentinel_tls", redis_sentinel_tls),
     C_("workers", K_INT, workers, 1, 4096, 0),
     C_("client.allowed_origins", K_ORIGINS, allowed_origins, 0, 0, 0),
     TOKEN_KEYS("client.token", token),
@@ -154,6 +167,27 @@ static const key_def_t top_keys[] = {
     CP("websocket.handler_prefix", websocket_prefix),
     CI("websocket.message_size_limit", websocket_message_size_limit, 1),
     CD("websocket.write_timeout", websocket_write_timeout_ms, 0),
+    CB("http_stream.enabled", http_stream_enabled),
+    CP("http_stream.handler_prefix", http_stream_prefix),
+    CI("http_stream.max_request_body_size", http_stream_max_body, 1),
+    CB("sse.enabled", sse_enabled),
+    CP("sse.handler_prefix", sse_prefix),
+    CI("sse.max_request_body_size", sse_max_body, 1),
+    CP("emulation.handler_prefix", emulation_prefix),
+    CI("emulation.max_request_body_size", emulation_max_body, 1),
+    CB("uni_websocket.enabled", uni_websocket_enabled),
+    CP("uni_websocket.handler_prefix", uni_websocket_prefix),
+    CI("uni_websocket.message_size_limit", uni_websocket_message_size_limit, 1),
+    CB("uni_sse.enabled", uni_sse_enabled),
+    CP("uni_sse.handler_prefix", uni_sse_prefix),
+    CI("uni_sse.max_request_body_size", uni_sse_max_body, 1),
+    CB("uni_http_stream.enabled", uni_http_stream_enabled),
+    CP("uni_http_stream.handler_prefix", uni_http_stream_prefix),
+    CI("uni_http_stream.max_request_body_size", uni_http_stream_max_body, 1),
+    CB("uni_grpc.enabled", uni_grpc_enabled),
+    CS("uni_grpc.address", uni_grpc_address),
+    C_("uni_grpc.port", K_PORT, uni_grpc_port, 0, 65535, 0),
+    CI("uni_grpc.max_receive_message_size", uni_grpc_max_message, 1),
     CB("prometheus.enabled", prometheus_enabled),
     CP("prometheus.handler_prefix", prometheus_prefix),
     CB("health.enabled", health_enabled),
@@ -253,7 +287,7 @@ typedef struct unsup_def {
     "Redis Cluster is not supported for consumers (give the consumer one standalone address)"
 #define WHY_SENTINEL                                                                               \
     "Redis Sentinel keys are not supported for consumers (use a redis+sentinel:// address)"
-#define WHY_TLS "TLS connections to Redis are not supported by this rotor build yet"
+#define WHY_TLS "TLS to Redis is not supported for consumers yet (only for engine.redis)"
 #define WHY_SPLIT                                                                                  \
     "separate broker / presence_manager sections are not supported yet (configure engine.type "    \
     "and engine.redis)"
@@ -271,8 +305,7 @@ typedef struct unsup_def {
 
 /* The engine dials Cluster and Sentinel itself; only these side keys remain. */
 #define REDIS_ENGINE_UNSUP(pre)                                                                    \
-    {pre ".sentinel_client_name", 0, NULL}, {pre ".sentinel_tls", 0, WHY_TLS},                     \
-        {pre ".tls", 0, WHY_TLS},                                                                  \
+    {pre ".sentinel_client_name", 0, NULL},                                                        \
     {                                                                                              \
         pre ".client_name", 0, NULL                                                                \
     }
@@ -289,8 +322,6 @@ static const unsup_def_t top_unsup[] = {
     {"engine.redis.history_use_lists", U_ERR_SET,
      "list history (history_use_lists) is not supported by this rotor build yet (history uses "
      "streams)"},
-    {"engine.redis.presence_hash_field_ttl", U_ERR_SET, NULL},
-    {"engine.redis.presence_user_mapping", U_ERR_SET, NULL},
     {"broker", 0, WHY_SPLIT},
     {"presence_manager", 0, WHY_SPLIT},
     {"client.token.jwks_public_endpoint", U_ERR_SET, NULL},
@@ -313,13 +344,11 @@ static const unsup_def_t top_unsup[] = {
     {"websocket.read_buffer_size", 0, NULL},
     {"websocket.write_buffer_size", 0, NULL},
     {"websocket.use_write_buffer_pool", 0, NULL},
-    {"sse", 0, NULL},
-    {"http_stream", 0, NULL},
-    {"emulation", 0, NULL},
-    {"uni_websocket", 0, NULL},
-    {"uni_sse", 0, NULL},
-    {"uni_http_stream", 0, NULL},
-    {"uni_grpc", 0, NULL},
+    {"uni_websocket.join_push_messages", U_ERR_SET, NULL},
+    {"uni_websocket.disable_disconnect_push", U_ERR_SET, NULL},
+    {"uni_sse.connect_code_to_http_response", 0, NULL},
+    {"uni_http_stream.connect_code_to_http_response", 0, NULL},
+    {"uni_grpc.tls", 0, NULL},
     {"webtransport", 0, NULL},
     {"init", 0, NULL},
     {"admin", 0, NULL},
@@ -1882,6 +1911,94 @@ static int finalize(loader_t *L)
     return 0;
 }
 
+/* ---- TLS objects (engine.redis.tls, .sentinel_tls) --------------------------------------- */
+
+static void tls_opts_init(node_tls_opts_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->server_name = rt_strdup("");
+    t->cert_pem = rt_strdup("");
+    t->key_pem = rt_strdup("");
+    t->server_ca_pem = rt_strdup("");
+    t->client_ca_pem = rt_strdup("");
+}
+
+static void tls_opts_cleanup(node_tls_opts_t *t)
+{
+    rt_free(t->server_name);
+    rt_free(t->cert_pem);
+    rt_free(t->key_pem);
+    rt_free(t->server_ca_pem);
+    rt_free(t->client_ca_pem);
+    memset(t, 0, sizeof(*t));
+}
+
+/* A TLS object's PEM value (SERVER.md §2.4): raw PEM, base64 PEM or a file path, tried in
+ * that order. *field (rds_tls_t, owned) receives the PEM text; "" stays "". The file is
+ * read here, before the loops run. Returns 0, or RT_EINVAL with the reason in why. */
+static int resolve_pem(const char *key, const char *v, char **field, rt_buf_t *why)
+{
+    static const char begin[] = "-----BEGIN";
+    if (v[0] == '\0' || strstr(v, begin) != NULL) {
+        set_str(field, v);
+        return 0;
+    }
+    rt_buf_t b = RT_BUF_INIT;
+    int rc = rt_b64_decode(&b, v, strlen(v), false);
+    if (rc != 0 || b.len == 0 || memmem(b.p, b.len, begin, sizeof(begin) - 1) == NULL) {
+        rt_buf_reset(&b);
+        rt_buf_t err = RT_BUF_INIT;
+        rc = read_file(v, &b, &err);
+        if (rc != 0)
+            rt_buf_printf(why, "%s: neither PEM, base64 PEM nor a readable file (%.*s)", key,
+                          (int)err.len, err.p ? (const char *)err.p : "");
+        rt_buf_cleanup(&err);
+    }
+    if (rc == 0) {
+        rt_free(*field);
+        *field = rt_str_dup(rt_str_from((const char *)b.p, b.len));
+    }
+    rt_buf_cleanup(&b);
+    return rc == 0 ? 0 : RT_EINVAL;
+}
+
+/* o (key names it) onto t: enabled adds to what the URL said (rediss://); every other
+ * setting applies as given. Checked with rds_tls_check() when TLS ends up on. */
+static int apply_tls_opts(const char *key, const node_tls_opts_t *o, rds_tls_t *t, rt_buf_t *why)
+{
+    char k[64];
+    t->enabled = t->enabled || o->enabled;
+    t->insecure_skip_verify = o->insecure_skip_verify;
+    set_str(&t->server_name, o->server_name);
+    snprintf(k, sizeof(k), "%s.server_ca_pem", key);
+    int rc = resolve_pem(k, o->server_ca_pem, &t->ca_pem, why);
+    snprintf(k, sizeof(k), "%s.cert_pem", key);
+    if (rc == 0)
+        rc = resolve_pem(k, o->cert_pem, &t->cert_pem, why);
+    snprintf(k, sizeof(k), "%s.key_pem", key);
+    if (rc == 0)
+        rc = resolve_pem(k, o->key_pem, &t->key_pem, why);
+    if (rc == 0 && t->enabled && rds_tls_check(t, why) != 0) {
+        rt_buf_printf(why, " (%s)", key);
+        rc = RT_EINVAL;
+    }
+    return rc;
+}
+
+/* engine.redis.tls and .sentinel_tls onto one shard's address. */
+static int apply_redis_tls(const node_config_t *cfg, rds_addr_t *a, rt_buf_t *why)
+{
+    int rc = apply_tls_opts("engine.redis.tls", &cfg->redis_tls, &a->tls, why);
+    if (rc == 0 && a->tls.enabled && a->unix_path[0] != '\0') {
+        rt_buf_printf(why, "TLS is not supported over unix:// sockets (engine.redis.tls)");
+        rc = RT_EINVAL;
+    }
+    if (rc == 0)
+        rc = apply_tls_opts("engine.redis.sentinel_tls", &cfg->redis_sentinel_tls, &a->sentinel_tls,
+                            why);
+    return rc;
+}
+
 /* ---- public ---------------------------------------------------------------------------- */
 
 static int cpu_count(void)
@@ -1908,6 +2025,8 @@ void node_config_defaults(node_config_t *cfg)
     cfg->redis_sentinel_master_name = rt_strdup("");
     cfg->redis_sentinel_user = rt_strdup("");
     cfg->redis_sentinel_password = rt_strdup("");
+    tls_opts_init(&cfg->redis_tls);
+    tls_opts_init(&cfg->redis_sentinel_tls);
     cfg->redis_prefix = rt_strdup("rotor");
     cfg->redis_user = rt_strdup("");
     cfg->redis_password = rt_strdup("");
@@ -1951,6 +2070,21 @@ void node_config_defaults(node_config_t *cfg)
     cfg->http_api_prefix = rt_strdup("/api");
     cfg->http_api_key = rt_strdup("");
     cfg->websocket_prefix = rt_strdup("/connection/websocket");
+    cfg->http_stream_prefix = rt_strdup("/connection/http_stream");
+    cfg->http_stream_max_body = 65536;
+    cfg->sse_prefix = rt_strdup("/connection/sse");
+    cfg->sse_max_body = 65536;
+    cfg->emulation_prefix = rt_strdup("/emulation");
+    cfg->emulation_max_body = 65536;
+    cfg->uni_websocket_prefix = rt_strdup("/connection/uni_websocket");
+    cfg->uni_websocket_message_size_limit = 65536;
+    cfg->uni_sse_prefix = rt_strdup("/connection/uni_sse");
+    cfg->uni_sse_max_body = 65536;
+    cfg->uni_http_stream_prefix = rt_strdup("/connection/uni_http_stream");
+    cfg->uni_http_stream_max_body = 65536;
+    cfg->uni_grpc_address = rt_strdup("");
+    cfg->uni_grpc_port = 11000;
+    cfg->uni_grpc_max_message = 65536;
     cfg->websocket_message_size_limit = 65536;
     cfg->websocket_write_timeout_ms = 1000;
     cfg->prometheus_prefix = rt_strdup("/metrics");
@@ -1971,6 +2105,8 @@ void node_config_cleanup(node_config_t *cfg)
     rt_free(cfg->redis_sentinel_master_name);
     rt_free(cfg->redis_sentinel_user);
     rt_free(cfg->redis_sentinel_password);
+    tls_opts_cleanup(&cfg->redis_tls);
+    tls_opts_cleanup(&cfg->redis_sentinel_tls);
     rt_free(cfg->redis_prefix);
     rt_free(cfg->redis_user);
     rt_free(cfg->redis_password);
@@ -1995,6 +2131,13 @@ void node_config_cleanup(node_config_t *cfg)
     rt_free(cfg->http_api_prefix);
     rt_free(cfg->http_api_key);
     rt_free(cfg->websocket_prefix);
+    rt_free(cfg->http_stream_prefix);
+    rt_free(cfg->sse_prefix);
+    rt_free(cfg->emulation_prefix);
+    rt_free(cfg->uni_websocket_prefix);
+    rt_free(cfg->uni_sse_prefix);
+    rt_free(cfg->uni_http_stream_prefix);
+    rt_free(cfg->uni_grpc_address);
     rt_free(cfg->prometheus_prefix);
     rt_free(cfg->health_prefix);
     rt_free(cfg->node_name);
@@ -2139,6 +2282,8 @@ static int redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, c
     for (size_t i = 0; i < count; i++) {
         int rc = mode == RDS_MODE_STANDALONE ? resolve_addr(list[i], &d, &a[i], why)
                                              : resolve_seeds(cfg, list[i], mode, &d, &a[i], why);
+        if (rc == 0)
+            rc = apply_redis_tls(cfg, &a[i], why);
         if (rc != 0) {
             snprintf(key, key_size, "engine.redis.%s[%zu]", name, i);
             for (size_t k = 0; k <= i; k++)

@@ -39,6 +39,19 @@
  * of every file that reads the config. */
 typedef struct rds_addr rds_addr_t;
 
+/* A TLS object (SERVER.md §2.4) as written; engine.redis.tls and .sentinel_tls. The PEM
+ * values may be raw PEM, base64 PEM or a file path, resolved (file read) when the Redis
+ * shards are built. Strings owned, never NULL, [""]. */
+typedef struct node_tls_opts {
+    bool enabled;              /* [false] TLS for every address (as rediss:// does) */
+    bool insecure_skip_verify; /* [false] */
+    char *server_name;         /* SNI and verified name; "" = the host dialled */
+    char *cert_pem;            /* client certificate (mTLS) */
+    char *key_pem;             /* its key */
+    char *server_ca_pem;       /* CAs for the server certificate; "" = system store */
+    char *client_ca_pem;       /* accepted; only servers use it */
+} node_tls_opts_t;
+
 typedef enum node_data_format {
     NODE_DATA_FORMAT_ANY_NONEMPTY = 0, /* "" : reject empty data */
     NODE_DATA_FORMAT_JSON,
@@ -174,6 +187,13 @@ typedef struct node_config {
     int64_t redis_presence_ttl_ms;    /* [60s] > 0 */
     bool redis_force_resp2;           /* accepted; hiredis 0.14 always speaks RESP2 */
     bool redis_sharded_pubsub;        /* [false] SPUBLISH/SSUBSCRIBE on Redis Cluster (§3.14) */
+    /* [false] per-user connection counts in Redis: cheap presence_stats (§3.8) */
+    bool redis_presence_user_mapping;
+    /* [false] HEXPIRE per hash field instead of the zset indexes; needs Redis >= 7.4,
+     * probed at start-up */
+    bool redis_presence_hash_field_ttl;
+    node_tls_opts_t redis_tls;          /* engine.redis.tls: the Redis servers */
+    node_tls_opts_t redis_sentinel_tls; /* engine.redis.sentinel_tls: the Sentinels */
 
     /* workers: number of worker loops [CPU count, sysconf]; >= 1; key "workers" (rotor
      * extension) */
@@ -234,6 +254,29 @@ typedef struct node_config {
     char *websocket_prefix;               /* [/connection/websocket] */
     int64_t websocket_message_size_limit; /* [65536] */
     int64_t websocket_write_timeout_ms;   /* [1000] */
+    /* bidirectional emulation (PROTOCOL.md §10.3) */
+    bool http_stream_enabled;
+    char *http_stream_prefix;     /* [/connection/http_stream] */
+    int64_t http_stream_max_body; /* http_stream.max_request_body_size [65536] */
+    bool sse_enabled;
+    char *sse_prefix;           /* [/connection/sse] */
+    int64_t sse_max_body;       /* sse.max_request_body_size [65536] */
+    char *emulation_prefix;     /* [/emulation]; served when sse or http_stream is on */
+    int64_t emulation_max_body; /* emulation.max_request_body_size [65536] */
+    /* unidirectional (PROTOCOL.md §10.5-10.8) */
+    bool uni_websocket_enabled;
+    char *uni_websocket_prefix;               /* [/connection/uni_websocket] */
+    int64_t uni_websocket_message_size_limit; /* [65536] */
+    bool uni_sse_enabled;
+    char *uni_sse_prefix;     /* [/connection/uni_sse] */
+    int64_t uni_sse_max_body; /* [65536] */
+    bool uni_http_stream_enabled;
+    char *uni_http_stream_prefix;     /* [/connection/uni_http_stream] */
+    int64_t uni_http_stream_max_body; /* [65536] */
+    bool uni_grpc_enabled;
+    char *uni_grpc_address;       /* [""] = every interface */
+    int uni_grpc_port;            /* [11000] */
+    int64_t uni_grpc_max_message; /* uni_grpc.max_receive_message_size [65536] */
 
     /* prometheus / health */
     bool prometheus_enabled;

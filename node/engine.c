@@ -528,7 +528,8 @@ static void run_op(rt_mail_t *mail, void *ctx)
         rc = presence_add(e->presence, op->channel, &op->info, done_status, op);
         break;
     case NODE_OP_PRESENCE_REMOVE:
-        rc = presence_remove(e->presence, op->channel, op->info.client, done_status, op);
+        rc = presence_remove(e->presence, op->channel, op->info.client, op->info.user, done_status,
+                             op);
         break;
     case NODE_OP_PRESENCE_GET:
         rc = presence_get(e->presence, op->channel, presence_get_done, op);
@@ -607,8 +608,14 @@ node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop)
             .sharded_pubsub = cfg->redis_sharded_pubsub,
         };
         e->broker = broker_redis_new(loop, &sink, &opts);
-        e->presence =
-            presence_redis_new(loop, shards, n, cfg->redis_prefix, cfg->redis_presence_ttl_ms);
+        presence_redis_opts_t popts = {
+            .prefix = cfg->redis_prefix,
+            .ttl_ms = cfg->redis_presence_ttl_ms,
+            .user_mapping = cfg->redis_presence_user_mapping,
+            .hash_field_ttl = cfg->redis_presence_hash_field_ttl,
+            .on_fatal = NULL, /* a Redis without HEXPIRE ends the process (refused start) */
+        };
+        e->presence = presence_redis_new(loop, shards, n, &popts);
         for (size_t i = 0; i < n; i++)
             rds_addr_cleanup(&shards[i]);
         rt_free(shards);

@@ -1,4 +1,4 @@
-/* Presence: who is subscribed to a channel, cluster-wide. Memory and (later) Redis
+/* Presence: who is subscribed to a channel, cluster-wide. Memory and Redis
  * implementations. Engine loop only; callback rules as in broker/broker.h. */
 #ifndef RT_PRESENCE_PRESENCE_H
 #define RT_PRESENCE_PRESENCE_H
@@ -22,8 +22,10 @@ typedef struct presence_vtbl {
     /* Adds or refreshes the entry of info->client in channel. */
     int (*add)(presence_t *p, rt_str_t channel, const broker_client_info_t *info,
                presence_done_cb cb, void *ud);
-    int (*remove)(presence_t *p, rt_str_t channel, rt_str_t client_id, presence_done_cb cb,
-                  void *ud);
+    /* user: the user the entry was added with (the Redis user mapping decrements that
+     * user's connection count; the memory presence tracks users itself and ignores it). */
+    int (*remove)(presence_t *p, rt_str_t channel, rt_str_t client_id, rt_str_t user,
+                  presence_done_cb cb, void *ud);
     int (*get)(presence_t *p, rt_str_t channel, presence_get_cb cb, void *ud);
     int (*stats)(presence_t *p, rt_str_t channel, presence_stats_cb cb, void *ud);
     void (*destroy)(presence_t *p);
@@ -40,9 +42,9 @@ static inline int presence_add(presence_t *p, rt_str_t channel, const broker_cli
     return p->vt->add(p, channel, info, cb, ud);
 }
 static inline int presence_remove(presence_t *p, rt_str_t channel, rt_str_t client_id,
-                                  presence_done_cb cb, void *ud)
+                                  rt_str_t user, presence_done_cb cb, void *ud)
 {
-    return p->vt->remove(p, channel, client_id, cb, ud);
+    return p->vt->remove(p, channel, client_id, user, cb, ud);
 }
 static inline int presence_get(presence_t *p, rt_str_t channel, presence_get_cb cb, void *ud)
 {

@@ -348,8 +348,9 @@ static int mem_add(presence_t *base, rt_str_t channel, const broker_client_info_
     return 0;
 }
 
-static int mem_remove(presence_t *base, rt_str_t channel, rt_str_t client_id, presence_done_cb cb,
-                      void *ud)
+/* user is ignored: the entry knows its user, and the per-user counts here are exact. */
+static int mem_remove(presence_t *base, rt_str_t channel, rt_str_t client_id, rt_str_t user,
+                      presence_done_cb cb, void *ud)
 {
     presence_mem_t *p = from_base(base);
     if (p->closing)

@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +47,32 @@ static int connect_port(int port)
         return -1;
     }
     return fd;
+}
+
+static int connect_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un sa = {0};
+    sa.sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n >= sizeof(sa.sun_path)) {
+        close(fd);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, n + 1);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A TLS server's port speaks no plaintext: talk to it over its unix socket. */
+static int connect_server(const rt_redis_t *r)
+{
+    return r->tls ? connect_unix(r->sock) : connect_port(r->port);
 }
 
 static bool write_all(int fd, const char *p, size_t n)
@@ -133,7 +160,7 @@ static int read_reply(int fd, char *out, size_t outn)
 
 int rt_redis_cmd(const rt_redis_t *r, char *out, size_t outn, int argc, const char **argv)
 {
-    int fd = connect_port(r->port);
+    int fd = connect_server(r);
     if (fd < 0)
         return -1;
     int rc = 0;
@@ -150,9 +177,9 @@ int rt_redis_cmd(const rt_redis_t *r, char *out, size_t outn, int argc, const ch
 }
 
 /* PING until anything answers: "+PONG", or "-NOAUTH" from a password-protected server. */
-static bool answers(int port)
+static bool answers(const rt_redis_t *r)
 {
-    int fd = connect_port(port);
+    int fd = connect_server(r);
     if (fd < 0)
         return false;
     char out[64];
@@ -200,10 +227,10 @@ static int spawn(rt_redis_t *r)
 {
     char port[16];
     snprintf(port, sizeof(port), "%d", r->port);
-    const char *argv[24 + RT_REDIS_MAX_ARGS] = {
+    const char *argv[40 + RT_REDIS_MAX_ARGS] = {
         "redis-server",
         "--port",
-        port,
+        r->tls ? "0" : port,
         "--bind",
         "127.0.0.1",
         "--save",
@@ -224,6 +251,15 @@ static int spawn(rt_redis_t *r)
     size_t n = 0;
     while (argv[n] != NULL)
         n++;
+    if (r->tls) {
+        const char *tls_args[] = {"--tls-port",         port,
+                                  "--tls-cert-file",    r->tls_cert,
+                                  "--tls-key-file",     r->tls_key,
+                                  "--tls-ca-cert-file", r->tls_ca,
+                                  "--tls-auth-clients", r->tls_auth_clients ? "yes" : "no"};
+        for (size_t i = 0; i < sizeof(tls_args) / sizeof(tls_args[0]); i++)
+            argv[n++] = tls_args[i];
+    }
     for (size_t i = 0; r->args[i] != NULL; i++)
         argv[n++] = r->args[i];
     argv[n] = NULL;
@@ -255,7 +291,7 @@ static int spawn(rt_redis_t *r)
             print_log_tail(r);
             return WIFEXITED(status) && WEXITSTATUS(status) == 127 ? RT_ENOTFOUND : RT_EIO;
         }
-        if (answers(r->port))
+        if (answers(r))
             return 0;
         sleep_ms(10);
     }
@@ -266,9 +302,28 @@ static int spawn(rt_redis_t *r)
     return RT_ETIMEOUT;
 }
 
+static int start(rt_redis_t *r, const char *const *extra_args);
+
 int rt_redis_start(rt_redis_t *r, const char *const *extra_args)
 {
     memset(r, 0, sizeof(*r));
+    return start(r, extra_args);
+}
+
+int rt_redis_start_tls(rt_redis_t *r, const rt_redis_tls_t *tls, bool auth_clients,
+                       const char *const *extra_args)
+{
+    memset(r, 0, sizeof(*r));
+    r->tls = true;
+    r->tls_auth_clients = auth_clients;
+    snprintf(r->tls_cert, sizeof(r->tls_cert), "%s", tls->server_cert);
+    snprintf(r->tls_key, sizeof(r->tls_key), "%s", tls->server_key);
+    snprintf(r->tls_ca, sizeof(r->tls_ca), "%s", tls->ca);
+    return start(r, extra_args);
+}
+
+static int start(rt_redis_t *r, const char *const *extra_args)
+{
     const char *tmp = getenv("TMPDIR");
     snprintf(r->dir, sizeof(r->dir), "%s/rt_redis.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (mkdtemp(r->dir) == NULL) {
@@ -324,4 +379,125 @@ void rt_redis_stop(rt_redis_t *r)
         rt_free(r->args[i]);
         r->args[i] = NULL;
     }
+}
+
+/* ---- TLS material ---------------------------------------------------------------------- */
+
+/* Runs argv (NULL-terminated) with stdout and stderr into log; returns its exit status,
+ * 127 when it could not be run. */
+static int run_quiet(const char *log, const char *const *argv)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return 127;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 126;
+}
+
+/* A P-256 key and certificate: self-signed when ca is NULL (a CA), else signed by ca. */
+static int make_cert(const char *log, const char *cert, const char *key, const char *subject,
+                     const char *san, const char *ca, const char *ca_key)
+{
+    char san_ext[128] = "";
+    if (san != NULL)
+        snprintf(san_ext, sizeof(san_ext), "subjectAltName=%s", san);
+    const char *argv[32] = {
+        "openssl", "req",     "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes",  "-keyout", key,     "-out",    cert, "-days",    "2",
+        "-subj",   subject};
+    size_t n = 0;
+    while (argv[n] != NULL)
+        n++;
+    if (ca != NULL) {
+        const char *more[] = {"-addext", "basicConstraints=critical,CA:FALSE", "-CA", ca, "-CAkey",
+                              ca_key};
+        for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+            argv[n++] = more[i];
+    }
+    if (san != NULL) {
+        argv[n++] = "-addext";
+        argv[n++] = san_ext;
+    }
+    argv[n] = NULL;
+    int st = run_quiet(log, argv);
+    return st == 0 ? 0 : st == 127 ? RT_ENOTFOUND : RT_EIO;
+}
+
+int rt_redis_tls_make(rt_redis_tls_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    const char *tmp = getenv("TMPDIR");
+    snprintf(t->dir, sizeof(t->dir), "%s/rt_tls.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(t->dir) == NULL) {
+        t->dir[0] = '\0';
+        return RT_EIO;
+    }
+    char log[300];
+    snprintf(log, sizeof(log), "%s/openssl.log", t->dir);
+    snprintf(t->ca, sizeof(t->ca), "%s/ca.crt", t->dir);
+    snprintf(t->ca_key, sizeof(t->ca_key), "%s/ca.key", t->dir);
+    snprintf(t->server_cert, sizeof(t->server_cert), "%s/server.crt", t->dir);
+    snprintf(t->server_key, sizeof(t->server_key), "%s/server.key", t->dir);
+    snprintf(t->client_cert, sizeof(t->client_cert), "%s/client.crt", t->dir);
+    snprintf(t->client_key, sizeof(t->client_key), "%s/client.key", t->dir);
+    snprintf(t->other_ca, sizeof(t->other_ca), "%s/other_ca.crt", t->dir);
+    char other_key[300];
+    snprintf(other_key, sizeof(other_key), "%s/other_ca.key", t->dir);
+    int rc = make_cert(log, t->ca, t->ca_key, "/CN=rotor-test-ca", NULL, NULL, NULL);
+    if (rc == 0)
+        rc = make_cert(log, t->server_cert, t->server_key, "/CN=localhost",
+                       "IP:127.0.0.1,DNS:localhost", t->ca, t->ca_key);
+    if (rc == 0)
+        rc = make_cert(log, t->client_cert, t->client_key, "/CN=rotor-test-client", NULL, t->ca,
+                       t->ca_key);
+    if (rc == 0)
+        rc = make_cert(log, t->other_ca, other_key, "/CN=rotor-other-ca", NULL, NULL, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "rt_redis: openssl failed (%s), see %s\n", rt_strerror(rc), log);
+        char *text = rt_redis_read_file(log);
+        if (text != NULL)
+            fprintf(stderr, "%s\n", text);
+        rt_free(text);
+        rt_redis_tls_cleanup(t);
+    }
+    return rc;
+}
+
+void rt_redis_tls_cleanup(rt_redis_tls_t *t)
+{
+    if (t->dir[0] != '\0') {
+        nftw(t->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+        t->dir[0] = '\0';
+    }
+}
+
+char *rt_redis_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = rt_malloc(cap);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len - 1 == 0) {
+            cap *= 2;
+            buf = rt_realloc(buf, cap);
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
 }

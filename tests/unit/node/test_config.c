@@ -406,8 +406,8 @@ static void test_env_errors_name_key(void **state)
     expect_error(NULL, e3, "channel.namespaces[0].name");
     char *e4[] = {"CENTRIFUGO_CHANNEL_NAMESPACES=[{", NULL};
     expect_error(NULL, e4, "channel.namespaces (env CENTRIFUGO_CHANNEL_NAMESPACES)");
-    char *e5[] = {"CENTRIFUGO_UNI_WEBSOCKET_ENABLED=true", NULL};
-    expect_error(NULL, e5, "CENTRIFUGO_UNI_WEBSOCKET_ENABLED");
+    char *e5[] = {"CENTRIFUGO_UNI_WEBSOCKET_JOIN_PUSH_MESSAGES=true", NULL};
+    expect_error(NULL, e5, "CENTRIFUGO_UNI_WEBSOCKET_JOIN_PUSH_MESSAGES");
     char *e6[] = {"CENTRIFUGO_CLIENT_TOKEN_JWKS_PUBLIC_ENDPOINT=https://x/jwks", NULL};
     expect_error(NULL, e6, "client.token.jwks_public_endpoint");
     char *e7[] = {"CENTRIFUGO_CHANNEL_NAMESPACES=ab",
@@ -450,12 +450,12 @@ static void test_flags_win(void **state)
     assert_non_null(strstr((const char *)err.p, "http_server.port (flag)"));
     node_config_cleanup(&cfg);
 
-    char *bad3[] = {"sse.enabled=true"};
+    char *bad3[] = {"uni_websocket.join_push_messages=true"};
     rt_buf_reset(&err);
     assert_int_equal(node_config_load_buffer(&cfg, NULL, NULL, 0, no_env, bad3, 1, &err),
                      RT_EINVAL);
     rt_buf_append_byte(&err, 0);
-    assert_non_null(strstr((const char *)err.p, "sse.enabled"));
+    assert_non_null(strstr((const char *)err.p, "uni_websocket.join_push_messages"));
     node_config_cleanup(&cfg);
     rt_buf_cleanup(&err);
 }
@@ -546,7 +546,8 @@ static void test_validation_errors(void **state)
         {"{\"http_api\":{\"handler_prefix\":\"api\"}}", "http_api.handler_prefix"},
         {"{\"websocket\":{\"write_timeout\":\"-5s\"}}", "websocket.write_timeout"},
         {"{\"shutdown\":{\"timeout\":\"x\"}}", "shutdown.timeout"},
-        {"{\"sse\":{\"enabled\":true}}", "sse.enabled: not supported by rotor yet"},
+        {"{\"uni_websocket\":{\"join_push_messages\":true}}",
+         "uni_websocket.join_push_messages: not supported by rotor yet"},
         {"{\"http_server\":{\"tls\":{\"enabled\":true}}}", "http_server.tls.enabled"},
         {"{\"rpc\":{\"ping\":{\"enabled\":true}}}", "rpc.ping.enabled"},
         {"{\"consumers\":[{\"name\":\"c\",\"enabled\":true}]}", "consumers[0].name"},
@@ -574,14 +575,15 @@ static void test_unknown_and_unsupported_warn(void **state)
     assert_int_equal(cfg.http_port, 8001);
     node_config_cleanup(&cfg);
 
-    assert_int_equal(load_json(&cfg,
-                               "{\"sse\":{\"enabled\":false},\"admin\":{\"password\":\"p\"},"
-                               "\"proxies\":[],\"engine\":{\"redis\":{\"client_name\":\"x\"}},"
-                               "\"channel\":{\"namespaces\":[{\"name\":\"ab\","
-                               "\"keep_latest_publication\":true,\"map\":{}}]},"
-                               "\"uni_websocket\":null}",
-                               NULL, &err),
-                     0);
+    assert_int_equal(
+        load_json(&cfg,
+                  "{\"webtransport\":{\"enabled\":false},\"admin\":{\"password\":\"p\"},"
+                  "\"proxies\":[],\"engine\":{\"redis\":{\"client_name\":\"x\"}},"
+                  "\"channel\":{\"namespaces\":[{\"name\":\"ab\","
+                  "\"keep_latest_publication\":true,\"map\":{}}]},"
+                  "\"uni_websocket\":null}",
+                  NULL, &err),
+        0);
     assert_int_equal(cfg.warnings, 6);
     node_config_cleanup(&cfg);
 
@@ -591,7 +593,7 @@ static void test_unknown_and_unsupported_warn(void **state)
                    "CENTRIFUGO_PORT_8000_TCP=tcp://10.0.0.1:8000",
                    "CENTRIFUGO_REDIS_SERVICE_PORT=6379",
                    "CENTRIFUGO_VAR_SECRET=x",
-                   "CENTRIFUGO_SSE_ENABLED=false",
+                   "CENTRIFUGO_WEBTRANSPORT_ENABLED=false",
                    "CENTRIFUGO_EMPTY=",
                    "OTHER=1",
                    NULL};
@@ -886,8 +888,8 @@ static void test_redis_file(void **state)
     if (rc != 0)
         fail_msg("load: %s", (const char *)err.p);
     check_redis_doc(&cfg);
-    /* history_use_lists: false and tls: warnings only (an empty cluster_address is fine). */
-    assert_int_equal(cfg.warnings, 2);
+    /* history_use_lists: false is a warning only (an empty cluster_address is fine). */
+    assert_int_equal(cfg.warnings, 1);
     node_config_cleanup(&cfg);
 
     /* A single string is one shard. */
@@ -975,6 +977,42 @@ static void test_redis_env(void **state)
     rt_buf_cleanup(&err);
 }
 
+/* engine.redis.presence_user_mapping / presence_hash_field_ttl (SERVER.md §2.4, §3.8): off
+ * by default, booleans in the file, ROTOR_ / CENTRIFUGO_ variables like every key. */
+static void test_redis_presence_modes(void **state)
+{
+    node_config_t cfg;
+    rt_buf_t err = RT_BUF_INIT;
+    assert_int_equal(load_json(&cfg, "{}", NULL, &err), 0);
+    assert_false(cfg.redis_presence_user_mapping);
+    assert_false(cfg.redis_presence_hash_field_ttl);
+    node_config_cleanup(&cfg);
+
+    int rc = load_json(&cfg,
+                       "{\"engine\":{\"type\":\"redis\",\"redis\":{\"presence_user_mapping\":true,"
+                       "\"presence_hash_field_ttl\":true}}}",
+                       NULL, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_true(cfg.redis_presence_user_mapping);
+    assert_true(cfg.redis_presence_hash_field_ttl);
+    assert_int_equal(cfg.warnings, 0);
+    node_config_cleanup(&cfg);
+
+    char *env[] = {"CENTRIFUGO_ENGINE_REDIS_PRESENCE_USER_MAPPING=true",
+                   "CENTRIFUGO_ENGINE_REDIS_PRESENCE_HASH_FIELD_TTL=true",
+                   "ROTOR_ENGINE_REDIS_PRESENCE_HASH_FIELD_TTL=0", NULL};
+    rc = load_json(&cfg, "{}", env, &err);
+    rt_buf_append_byte(&err, 0);
+    if (rc != 0)
+        fail_msg("load: %s", (const char *)err.p);
+    assert_true(cfg.redis_presence_user_mapping);
+    assert_false(cfg.redis_presence_hash_field_ttl); /* ROTOR_ wins */
+    node_config_cleanup(&cfg);
+    rt_buf_cleanup(&err);
+}
+
 static void test_redis_errors(void **state)
 {
     static const struct {
@@ -986,7 +1024,8 @@ static void test_redis_errors(void **state)
          "engine.redis.address[1]: "},
         {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"http://a:1\"}}}",
          "engine.redis.address[0]: "},
-        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"rediss://a:1\"}}}",
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"redis://"
+         "a:1?tls_enabled=maybe\"}}}",
          "engine.redis.address[0]: "},
         {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":[]}}}",
          "engine.redis.address: must not be empty"},
@@ -1022,15 +1061,16 @@ static void test_redis_errors(void **state)
          "engine.redis.sentinel_master_name: must be a string"},
         {"{\"engine\":{\"redis\":{\"sentinel_address\":{}}}}",
          "engine.redis.sentinel_address: must be a string or an array of strings"},
-        {"{\"engine\":{\"redis\":{\"sentinel_tls\":{\"enabled\":true}}}}",
-         "engine.redis.sentinel_tls.enabled: TLS connections to Redis are not supported"},
         {"{\"engine\":{\"redis\":{\"history_use_lists\":true}}}",
          "engine.redis.history_use_lists: list history (history_use_lists) is not supported by "
          "this rotor build yet"},
-        {"{\"engine\":{\"redis\":{\"tls\":{\"enabled\":true}}}}",
-         "engine.redis.tls.enabled: TLS connections to Redis are not supported"},
-        {"{\"engine\":{\"redis\":{\"presence_hash_field_ttl\":true}}}",
-         "engine.redis.presence_hash_field_ttl: not supported"},
+        {"{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"rediss://a:1\","
+         "\"tls\":{\"server_ca_pem\":\"/nonexistent\"}}}}",
+         "engine.redis.tls.server_ca_pem: neither PEM"},
+        {"{\"engine\":{\"redis\":{\"presence_user_mapping\":\"yes\"}}}",
+         "engine.redis.presence_user_mapping"},
+        {"{\"engine\":{\"redis\":{\"presence_hash_field_ttl\":1}}}",
+         "engine.redis.presence_hash_field_ttl"},
         {"{\"broker\":{\"enabled\":true,\"type\":\"redis\"}}",
          "broker.enabled: separate broker / presence_manager sections are not supported yet"},
         {"{\"presence_manager\":{\"enabled\":true}}",
@@ -1054,21 +1094,18 @@ static void test_redis_errors(void **state)
     expect_error(NULL, e5, "engine.redis.address (env CENTRIFUGO_ENGINE_REDIS_ADDRESS): must not");
     char *e6[] = {"CENTRIFUGO_BROKER_ENABLED=true", NULL};
     expect_error(NULL, e6, "separate broker / presence_manager sections are not supported yet");
-    char *e7[] = {"CENTRIFUGO_ENGINE_REDIS_TLS_ENABLED=1", NULL};
-    expect_error(NULL, e7, "TLS connections to Redis");
-
-    /* TLS is refused by rds_addr_parse itself; its message comes through. */
+    /* An address rds_addr_parse refuses: its message comes through. */
     node_config_t cfg;
     rt_buf_t err = RT_BUF_INIT, direct = RT_BUF_INIT;
     rds_addr_t a;
-    assert_int_equal(rds_addr_parse("rediss://h:6379", &a, &direct), RT_EINVAL);
+    assert_int_equal(rds_addr_parse("redis://h:6379?tls_enabled=maybe", &a, &direct), RT_EINVAL);
     rds_addr_cleanup(&a);
     rt_buf_append_byte(&direct, 0);
-    assert_int_equal(
-        load_json(&cfg,
-                  "{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"rediss://h:6379\"}}}",
-                  NULL, &err),
-        RT_EINVAL);
+    assert_int_equal(load_json(&cfg,
+                               "{\"engine\":{\"type\":\"redis\",\"redis\":{\"address\":\"redis://"
+                               "h:6379?tls_enabled=maybe\"}}}",
+                               NULL, &err),
+                     RT_EINVAL);
     rt_buf_append_byte(&err, 0);
     assert_true(direct.len > 1);
     assert_non_null(strstr((const char *)err.p, (const char *)direct.p));
@@ -1076,7 +1113,9 @@ static void test_redis_errors(void **state)
 
     /* A memory node does not dial engine.redis, so a bad leftover address is not an error. */
     assert_int_equal(
-        load_json(&cfg, "{\"engine\":{\"redis\":{\"address\":\"rediss://h\"}}}", NULL, &err), 0);
+        load_json(&cfg, "{\"engine\":{\"redis\":{\"address\":\"redis://h?tls_enabled=maybe\"}}}",
+                  NULL, &err),
+        0);
     node_config_cleanup(&cfg);
     rt_buf_cleanup(&err);
     rt_buf_cleanup(&direct);
@@ -1148,7 +1187,7 @@ static void test_redis_shards(void **state)
 
     /* A config built by hand (not loaded) still gets a message naming the element. */
     rt_free(cfg.redis_addresses[1]);
-    cfg.redis_addresses[1] = rt_strdup("rediss://h:2");
+    cfg.redis_addresses[1] = rt_strdup("redis://h:2?tls_enabled=maybe");
     rt_buf_reset(&err);
     rds_addr_t dummy;
     a = &dummy; /* must be reset on failure */
@@ -1400,7 +1439,7 @@ static void test_consumer_errors(void **state)
          "consumers[0].redis_stream.publication_data_mode.channels_value: required"},
         {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\",\"enabled\":true,"
          "\"redis_stream\":{\"streams\":[\"s\"],\"consumer_group\":\"g\","
-         "\"address\":\"rediss://x:1\"}}]}",
+         "\"address\":\"redis://x:1?tls_enabled=maybe\"}}]}",
          "consumers[0].redis_stream.address: "},
         {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"address\":[\"a:1\",\"b:2\"]}}]}",
          "consumers[0].redis_stream.address: must be exactly one address"},
@@ -1426,7 +1465,7 @@ static void test_consumer_errors(void **state)
          "\"streams\":[\"s\"],\"consumer_group\":\"g\"}}]}",
          "consumers[0].redis_stream.address: Redis Cluster is not supported for consumers"},
         {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"tls\":{\"enabled\":true}}}]}",
-         "consumers[0].redis_stream.tls.enabled: TLS connections to Redis"},
+         "consumers[0].redis_stream.tls.enabled: TLS to Redis is not supported for consumers"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect_error(cases[i].json, NULL, cases[i].want);
@@ -1464,7 +1503,7 @@ static void test_consumer_redis_addr(void **state)
     rds_addr_cleanup(&a);
 
     rt_free(cfg.consumers[0].redis_stream.address);
-    cfg.consumers[0].redis_stream.address = rt_strdup("rediss://x");
+    cfg.consumers[0].redis_stream.address = rt_strdup("redis://x?tls_enabled=maybe");
     rt_buf_reset(&err);
     assert_int_equal(node_consumer_redis_addr(&cfg.consumers[0], &a, &err), RT_EINVAL);
     rds_addr_cleanup(&a);
@@ -1577,6 +1616,7 @@ int run_config(void)
         cmocka_unit_test(test_redis_truncated_at_every_offset),
         cmocka_unit_test(test_redis_env),
         cmocka_unit_test(test_redis_errors),
+        cmocka_unit_test(test_redis_presence_modes),
         cmocka_unit_test(test_redis_shards),
         cmocka_unit_test(test_redis_cluster_sentinel_shards),
         cmocka_unit_test(test_consumers),

@@ -127,7 +127,8 @@ static void add(fix_t *f, const char *ch, const char *user, const char *client)
 static void remove_client(fix_t *f, const char *ch, const char *client)
 {
     res_t r = {0};
-    assert_int_equal(presence_remove(f->p, rt_str_c(ch), rt_str_c(client), done_cb, &r), 0);
+    assert_int_equal(presence_remove(f->p, rt_str_c(ch), rt_str_c(client), RT_STR(""), done_cb, &r),
+                     0);
     assert_int_equal(r.calls, 0);
     run(f);
     assert_int_equal(r.calls, 1);
@@ -224,7 +225,8 @@ static void test_remove(void **state)
     assert_int_equal(r.users, 0);
     /* Fire and forget. */
     add(f, "room", "u1", "c1");
-    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR("c1"), NULL, NULL), 0);
+    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR("c1"), RT_STR(""), NULL, NULL),
+                     0);
     run(f);
     assert_int_equal(get(f, "room").n, 0);
 }
@@ -260,7 +262,7 @@ static void test_ordering_in_one_batch(void **state)
     assert_int_equal(presence_add(f->p, RT_STR("room"), &a, NULL, NULL), 0);
     assert_int_equal(presence_add(f->p, RT_STR("room"), &b, NULL, NULL), 0);
     assert_int_equal(presence_get(f->p, RT_STR("room"), get_cb, &g1), 0);
-    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR("a"), NULL, NULL), 0);
+    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR("a"), RT_STR(""), NULL, NULL), 0);
     assert_int_equal(presence_get(f->p, RT_STR("room"), get_cb, &g2), 0);
     assert_int_equal(presence_stats(f->p, RT_STR("room"), stats_cb, &s), 0);
     assert_int_equal(g1.calls + g2.calls + s.calls, 0);
@@ -283,8 +285,8 @@ static void remover_cb(int status, const broker_client_info_t *entries, size_t n
     r->calls++;
     assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(presence_remove(r->f->p, RT_STR("room"), entries[i].client, NULL, NULL),
-                         0);
+        assert_int_equal(
+            presence_remove(r->f->p, RT_STR("room"), entries[i].client, RT_STR(""), NULL, NULL), 0);
         /* Still readable after the remove call. */
         snprintf(r->clients[i], sizeof(r->clients[i]), RT_STR_FMT, RT_STR_ARG(entries[i].client));
     }
@@ -351,7 +353,8 @@ static void test_never_synchronous_and_bad_args(void **state)
     assert_int_equal(presence_add(f->p, RT_STR("room"), &info, done_cb, &a), 0);
     assert_int_equal(presence_get(f->p, RT_STR("room"), get_cb, &g), 0);
     assert_int_equal(presence_stats(f->p, RT_STR("room"), stats_cb, &s), 0);
-    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR("c"), done_cb, &rm), 0);
+    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR("c"), RT_STR(""), done_cb, &rm),
+                     0);
     assert_int_equal(a.calls + g.calls + s.calls + rm.calls, 0);
     run(f);
     assert_int_equal(a.calls + g.calls + s.calls + rm.calls, 4);
@@ -359,7 +362,8 @@ static void test_never_synchronous_and_bad_args(void **state)
     broker_client_info_t noclient = info_of("u", "");
     assert_int_equal(presence_add(f->p, RT_STR(""), &info, done_cb, &a), RT_EINVAL);
     assert_int_equal(presence_add(f->p, RT_STR("room"), &noclient, done_cb, &a), RT_EINVAL);
-    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR(""), done_cb, &a), RT_EINVAL);
+    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR(""), RT_STR(""), done_cb, &a),
+                     RT_EINVAL);
     assert_int_equal(presence_get(f->p, RT_STR(""), get_cb, &g), RT_EINVAL);
     assert_int_equal(presence_stats(f->p, RT_STR(""), stats_cb, &s), RT_EINVAL);
     run(f);
@@ -375,7 +379,8 @@ static void test_destroy_cancels_pending(void **state)
     assert_int_equal(presence_add(f->p, RT_STR("room"), &info, NULL, NULL), 0);
     assert_int_equal(presence_get(f->p, RT_STR("room"), get_cb, &g), 0);
     assert_int_equal(presence_stats(f->p, RT_STR("room"), stats_cb, &s), 0);
-    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR("c"), done_cb, &rm), 0);
+    assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR("c"), RT_STR(""), done_cb, &rm),
+                     0);
     presence_destroy(f->p);
     f->p = NULL;
     assert_int_equal(a.calls, 1);

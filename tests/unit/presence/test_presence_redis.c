@@ -61,17 +61,18 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static bool srv_start(srv_t *s)
+/* port 0: a free one. */
+static bool srv_start_port(srv_t *s, int port)
 {
     memset(s, 0, sizeof(*s));
     snprintf(s->dir, sizeof(s->dir), "/tmp/rt_presence_redis.XXXXXX");
     if (mkdtemp(s->dir) == NULL)
         return false;
-    s->port = free_port();
+    s->port = port > 0 ? port : free_port();
     if (s->port <= 0)
         return false;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", s->port);
+    char port_arg[16];
+    snprintf(port_arg, sizeof(port_arg), "%d", s->port);
     s->pid = fork();
     if (s->pid < 0)
         return false;
@@ -88,8 +89,8 @@ static bool srv_start(srv_t *s)
         }
         if (chdir(s->dir) != 0)
             _exit(127);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", "--dir", s->dir, (char *)NULL);
+        execlp("redis-server", "redis-server", "--port", port_arg, "--bind", "127.0.0.1", "--save",
+               "", "--appendonly", "no", "--daemonize", "no", "--dir", s->dir, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 250; i++) {
@@ -107,6 +108,11 @@ static bool srv_start(srv_t *s)
         sleep_ms(20);
     }
     return false;
+}
+
+static bool srv_start(srv_t *s)
+{
+    return srv_start_port(s, 0);
 }
 
 static void srv_stop(srv_t *s)
@@ -286,6 +292,22 @@ static void stats_cb(int status, uint32_t clients, uint32_t users, void *ud)
     r->users = users;
 }
 
+static presence_t *make_opts(fix_t *f, const int *srv_idx, size_t n,
+                             const presence_redis_opts_t *opts)
+{
+    rds_addr_t addrs[2];
+    assert_true(n <= 2);
+    for (size_t i = 0; i < n; i++) {
+        char url[64];
+        snprintf(url, sizeof(url), "127.0.0.1:%d", f->srv[srv_idx[i]].port);
+        assert_int_equal(rds_addr_parse(url, &addrs[i], NULL), 0);
+    }
+    presence_t *p = presence_redis_new(f->loop, addrs, n, opts);
+    for (size_t i = 0; i < n; i++)
+        rds_addr_cleanup(&addrs[i]);
+    return p;
+}
+
 static presence_t *make(fix_t *f, const int *srv_idx, size_t n, int64_t ttl_ms)
 {
     rds_addr_t addrs[2];
@@ -295,7 +317,8 @@ static presence_t *make(fix_t *f, const int *srv_idx, size_t n, int64_t ttl_ms)
         snprintf(url, sizeof(url), "127.0.0.1:%d", f->srv[srv_idx[i]].port);
         assert_int_equal(rds_addr_parse(url, &addrs[i], NULL), 0);
     }
-    presence_t *p = presence_redis_new(f->loop, addrs, n, NULL, ttl_ms);
+    presence_redis_opts_t opts = {.ttl_ms = ttl_ms};
+    presence_t *p = presence_redis_new(f->loop, addrs, n, &opts);
     for (size_t i = 0; i < n; i++)
         rds_addr_cleanup(&addrs[i]);
     return p;
@@ -331,10 +354,12 @@ static void add(fix_t *f, presence_t *p, const char *ch, const char *user, const
     assert_int_equal(r.status, 0);
 }
 
-static void remove_client(fix_t *f, presence_t *p, const char *ch, const char *client)
+static void remove_client(fix_t *f, presence_t *p, const char *ch, const char *user,
+                          const char *client)
 {
     res_t r = {0};
-    assert_int_equal(presence_remove(p, rt_str_c(ch), rt_str_c(client), done_cb, &r), 0);
+    assert_int_equal(
+        presence_remove(p, rt_str_c(ch), rt_str_c(client), rt_str_c(user), done_cb, &r), 0);
     assert_int_equal(r.calls, 0);
     assert_true(run_until(f, &r.calls, 1, 5000));
     assert_int_equal(r.status, 0);
@@ -449,11 +474,11 @@ static void test_remove(void **state)
     add(f, p, "room", "u2", "c2");
     add(f, p, "room", "u2", "c3");
 
-    remove_client(f, p, "room", "c2");
-    remove_client(f, p, "room", "nobody"); /* absent: still fine */
-    remove_client(f, p, "nowhere", "c1");
+    remove_client(f, p, "room", "u2", "c2");
+    remove_client(f, p, "room", "", "nobody"); /* absent: still fine */
+    remove_client(f, p, "nowhere", "u1", "c1");
     /* Fire and forget. */
-    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR("c3"), NULL, NULL), 0);
+    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR("c3"), RT_STR(""), NULL, NULL), 0);
     res_t r = get(f, p, "room"); /* same shard, pipelined: runs after the remove */
     assert_int_equal(r.n, 1);
     assert_ent(&r, "c1", "u1", "", "");
@@ -462,15 +487,17 @@ static void test_remove(void **state)
     assert_int_equal(r.users, 1);
     assert_int_equal(srv_int(&f->srv[0], "ZCARD rotor.presence.expire.room"), 1);
 
-    remove_client(f, p, "room", "c1");
+    remove_client(f, p, "room", "u1", "c1");
     r = stats(f, p, "room");
     assert_int_equal(r.clients, 0);
     assert_int_equal(r.users, 0);
     assert_int_equal(srv_int(&f->srv[0], "EXISTS rotor.presence.data.room"), 0);
 
     /* Invalid arguments are refused without a callback. */
-    assert_int_equal(presence_remove(p, RT_STR(""), RT_STR("c1"), NULL, NULL), RT_EINVAL);
-    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR(""), NULL, NULL), RT_EINVAL);
+    assert_int_equal(presence_remove(p, RT_STR(""), RT_STR("c1"), RT_STR(""), NULL, NULL),
+                     RT_EINVAL);
+    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR(""), RT_STR(""), NULL, NULL),
+                     RT_EINVAL);
     broker_client_info_t anon = {0};
     assert_int_equal(presence_add(p, RT_STR("room"), &anon, NULL, NULL), RT_EINVAL);
     assert_int_equal(presence_get(p, RT_STR(""), get_cb, NULL), RT_EINVAL);
@@ -568,7 +595,7 @@ static void test_two_nodes(void **state)
     assert_int_equal(s.users, 2);
 
     /* A node may remove another node's entry (e.g. after a client moved). */
-    remove_client(f, p2, "room", "n1-c1");
+    remove_client(f, p2, "room", "u1", "n1-c1");
     r1 = get(f, p1, "room");
     assert_int_equal(r1.n, 2);
     assert_null(find(&r1, "n1-c1"));
@@ -607,7 +634,7 @@ static void test_two_shards(void **state)
     r = get(f, p, "chat:index");
     assert_int_equal(r.n, 1);
     assert_ent(&r, "c1", "u1", "", "");
-    remove_client(f, p, "a", "c4");
+    remove_client(f, p, "a", "u4", "c4");
     assert_int_equal(srv_int(&f->srv[1], "EXISTS rotor.presence.data.a"), 0);
     presence_destroy(p);
 }
@@ -668,7 +695,7 @@ static void test_destroy_cancels(void **state)
     assert_int_equal(presence_add(p, RT_STR("room"), &info, done_cb, &a), 0);
     assert_int_equal(presence_get(p, RT_STR("room"), get_cb, &g), 0);
     assert_int_equal(presence_stats(p, RT_STR("room"), stats_cb, &s), 0);
-    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR("c"), NULL, NULL), 0);
+    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR("c"), RT_STR(""), NULL, NULL), 0);
     presence_destroy(p);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.status, RT_ECANCELED);
@@ -727,12 +754,14 @@ static void test_redis_down(void **state)
     int port = free_port();
     snprintf(url, sizeof(url), "127.0.0.1:%d", port);
     assert_int_equal(rds_addr_parse(url, &addr, NULL), 0);
-    presence_t *p = presence_redis_new(f->loop, &addr, 1, "t", 1000);
+    presence_redis_opts_t opts = {.prefix = "t", .ttl_ms = 1000};
+    presence_t *p = presence_redis_new(f->loop, &addr, 1, &opts);
     rds_addr_cleanup(&addr);
     wait_ms(f, 100);
     res_t r = {0};
     assert_int_equal(presence_add(p, RT_STR("room"), &info, done_cb, &r), RT_ECLOSED);
-    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR("c"), NULL, NULL), RT_ECLOSED);
+    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR("c"), RT_STR(""), NULL, NULL),
+                     RT_ECLOSED);
     assert_int_equal(presence_get(p, RT_STR("room"), get_cb, &r), RT_ECLOSED);
     assert_int_equal(presence_stats(p, RT_STR("room"), stats_cb, &r), RT_ECLOSED);
     wait_ms(f, 50);
@@ -747,7 +776,8 @@ static void test_redis_down(void **state)
     snprintf(url, sizeof(url), "127.0.0.1:%d", s->port);
     assert_int_equal(rds_addr_parse(url, &addr, NULL), 0);
     addr.io_timeout_ms = 300;
-    p = presence_redis_new(f->loop, &addr, 1, NULL, 0);
+    opts = (presence_redis_opts_t){0};
+    p = presence_redis_new(f->loop, &addr, 1, &opts);
     rds_addr_cleanup(&addr);
     wait_ready(f, p, "room");
     add(f, p, "room", "u", "c");
@@ -788,9 +818,238 @@ static void test_redis_down(void **state)
         assert_int_equal(rc_a, RT_ECLOSED);
     wait_ms(f, 50);
     assert_int_equal(presence_get(p, RT_STR("room"), get_cb, &g), RT_ECLOSED);
-    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR("c"), NULL, NULL), RT_ECLOSED);
+    assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR("c"), RT_STR(""), NULL, NULL),
+                     RT_ECLOSED);
     presence_destroy(p);
     assert_int_equal(g.calls + st.calls + a.calls, expect);
+    srv_stop(s);
+}
+
+/* ---- user mapping and hash-field TTL (SERVER.md §3.8) ---- */
+
+/* The reply of a command as an integer, or -1 for a nil reply. */
+static long long srv_int_or_nil(srv_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(s->ctl, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    long long v = -1;
+    if (r->type == REDIS_REPLY_INTEGER)
+        v = r->integer;
+    else if (r->type == REDIS_REPLY_STRING)
+        v = strtoll(r->str, NULL, 10);
+    else
+        assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    return v;
+}
+
+static void assert_stats(fix_t *f, presence_t *p, const char *ch, uint32_t clients, uint32_t users)
+{
+    res_t r = stats(f, p, ch);
+    assert_int_equal(r.clients, clients);
+    assert_int_equal(r.users, users);
+}
+
+static void test_user_mapping(void **state)
+{
+    fix_t *f = *state;
+    srv_t *s = &f->srv[0];
+    presence_redis_opts_t opts = {.user_mapping = true};
+    presence_t *p = make_opts(f, ONE, 1, &opts);
+    wait_ready(f, p, "room");
+    assert_stats(f, p, "room", 0, 0);
+
+    add(f, p, "room", "u1", "c1");
+    add(f, p, "room", "u1", "c2");
+    add(f, p, "room", "u2", "c3");
+    add(f, p, "room", "u1", "c1"); /* a refresh does not count the user again */
+    assert_stats(f, p, "room", 3, 2);
+    assert_int_equal(srv_int_or_nil(s, "HGET rotor.presence.user.clients.room u1"), 2);
+    assert_int_equal(srv_int_or_nil(s, "HGET rotor.presence.user.clients.room u2"), 1);
+    assert_int_equal(srv_int(s, "ZCARD rotor.presence.user.expire.room"), 2);
+    assert_int_equal(srv_int(s, "ZCARD rotor.presence.expire.room"), 3);
+    const char *keys[] = {"data", "expire", "user.clients", "user.expire"};
+    for (size_t i = 0; i < 4; i++) {
+        long long ttl = srv_int(s, "TTL rotor.presence.%s.room", keys[i]);
+        assert_true(ttl > 55 && ttl <= 60);
+    }
+    assert_int_equal(get(f, p, "room").n, 3);
+
+    remove_client(f, p, "room", "u1", "c1");
+    assert_int_equal(srv_int_or_nil(s, "HGET rotor.presence.user.clients.room u1"), 1);
+    assert_stats(f, p, "room", 2, 2);
+    /* Removing an absent client touches no count. */
+    remove_client(f, p, "room", "u1", "c1");
+    remove_client(f, p, "room", "u2", "nobody");
+    assert_int_equal(srv_int_or_nil(s, "HGET rotor.presence.user.clients.room u1"), 1);
+    assert_int_equal(srv_int_or_nil(s, "HGET rotor.presence.user.clients.room u2"), 1);
+
+    remove_client(f, p, "room", "u1", "c2");
+    assert_int_equal(srv_int(s, "HEXISTS rotor.presence.user.clients.room u1"), 0);
+    assert_int_equal(srv_int_or_nil(s, "ZSCORE rotor.presence.user.expire.room u1"), -1);
+    assert_stats(f, p, "room", 1, 1);
+
+    /* Stats reads the hash lengths, not the entries: a user only the hash knows counts. */
+    assert_int_equal(srv_int(s, "HSET rotor.presence.user.clients.room ghost 1"), 1);
+    assert_stats(f, p, "room", 1, 2);
+
+    remove_client(f, p, "room", "u2", "c3");
+    assert_int_equal(srv_int(s, "EXISTS rotor.presence.data.room"), 0);
+    assert_int_equal(srv_int(s, "HEXISTS rotor.presence.user.clients.room u2"), 0);
+    presence_destroy(p);
+}
+
+static void test_user_mapping_anonymous(void **state)
+{
+    fix_t *f = *state;
+    presence_redis_opts_t opts = {.user_mapping = true};
+    presence_t *p = make_opts(f, ONE, 1, &opts);
+    wait_ready(f, p, "room");
+    add(f, p, "room", "", "a1");
+    add(f, p, "room", "", "a2");
+    assert_stats(f, p, "room", 2, 1); /* the anonymous user counts once, as without mapping */
+    assert_int_equal(srv_int_or_nil(&f->srv[0], "HGET rotor.presence.user.clients.room %s", ""), 2);
+    remove_client(f, p, "room", "", "a1");
+    remove_client(f, p, "room", "", "a2");
+    assert_stats(f, p, "room", 0, 0);
+    presence_destroy(p);
+}
+
+static void test_user_mapping_expiry(void **state)
+{
+    fix_t *f = *state;
+    srv_t *s = &f->srv[0];
+    presence_redis_opts_t opts = {.ttl_ms = 1000, .user_mapping = true};
+    presence_t *p = make_opts(f, ONE, 1, &opts);
+    wait_ready(f, p, "room");
+    add(f, p, "room", "u1", "a");
+    add(f, p, "room", "u2", "b");
+    assert_stats(f, p, "room", 2, 2);
+
+    wait_ms(f, 700);
+    add(f, p, "room", "u2", "b"); /* refreshed: expires 0.7 s after a */
+    wait_ms(f, 600);
+    assert_stats(f, p, "room", 1, 1);
+    /* The stats cleaned both indexes and both hashes. */
+    assert_int_equal(srv_int(s, "HLEN rotor.presence.data.room"), 1);
+    assert_int_equal(srv_int(s, "HEXISTS rotor.presence.user.clients.room u1"), 0);
+    assert_int_equal(srv_int(s, "ZCARD rotor.presence.user.expire.room"), 1);
+
+    wait_ms(f, 900);
+    assert_stats(f, p, "room", 0, 0);
+    const char *keys[] = {"data", "expire", "user.clients", "user.expire"};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(srv_int(s, "EXISTS rotor.presence.%s.room", keys[i]), 0);
+    presence_destroy(p);
+}
+
+/* Redis version of s as major * 100 + minor (7.0.15 -> 700). */
+static int srv_version(srv_t *s)
+{
+    redisReply *r = redisCommand(s->ctl, "INFO server");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    const char *v = strstr(r->str, "redis_version:");
+    assert_non_null(v);
+    int major = 0, minor = 0;
+    assert_int_equal(sscanf(v, "redis_version:%d.%d", &major, &minor), 2);
+    freeReplyObject(r);
+    return major * 100 + minor;
+}
+
+typedef struct fatal_rec {
+    int calls;
+    char reason[512];
+} fatal_rec_t;
+
+static void on_fatal(const char *reason, void *ud)
+{
+    fatal_rec_t *rec = ud;
+    rec->calls++;
+    snprintf(rec->reason, sizeof(rec->reason), "%s", reason);
+}
+
+/* Below 7.4 the probe refuses the mode with a reason naming the option and the version;
+ * from 7.4 on the mode works: fields expire in Redis, no zset is written. */
+static void test_hash_field_ttl(void **state)
+{
+    fix_t *f = *state;
+    srv_t *s = &f->srv[0];
+    fatal_rec_t rec = {0};
+    presence_redis_opts_t opts = {.ttl_ms = 1000,
+                                  .user_mapping = true,
+                                  .hash_field_ttl = true,
+                                  .on_fatal = on_fatal,
+                                  .fatal_ud = &rec};
+    presence_t *p = make_opts(f, ONE, 1, &opts);
+    if (srv_version(s) < 704) {
+        assert_true(run_until(f, &rec.calls, 1, 5000));
+        assert_non_null(strstr(rec.reason, "engine.redis.presence_hash_field_ttl"));
+        assert_non_null(strstr(rec.reason, "Redis >= 7.4"));
+        assert_non_null(strstr(rec.reason, "HEXPIRE"));
+        wait_ms(f, 300); /* once only: the probe timer stopped */
+        assert_int_equal(rec.calls, 1);
+        presence_destroy(p);
+        return;
+    }
+    wait_ready(f, p, "room");
+    add(f, p, "room", "u1", "a");
+    add(f, p, "room", "u1", "b");
+    assert_stats(f, p, "room", 2, 1);
+    assert_int_equal(srv_int(s, "EXISTS rotor.presence.expire.room"), 0);
+    assert_int_equal(srv_int(s, "EXISTS rotor.presence.user.expire.room"), 0);
+    remove_client(f, p, "room", "u1", "a");
+    assert_int_equal(srv_int_or_nil(s, "HGET rotor.presence.user.clients.room u1"), 1);
+    wait_ms(f, 2200); /* HEXPIRE has whole seconds */
+    assert_stats(f, p, "room", 0, 0);
+    assert_int_equal(get(f, p, "room").n, 0);
+    assert_int_equal(rec.calls, 0);
+    presence_destroy(p);
+}
+
+static void destroy_on_fatal(const char *reason, void *ud)
+{
+    destroyer_t *d = ud;
+    d->r.calls++;
+    presence_destroy(d->p);
+    d->p = NULL;
+}
+
+/* The probe waits for an unreachable shard, and on_fatal may destroy the presence. */
+static void test_hash_field_ttl_probe_waits(void **state)
+{
+    fix_t *f = *state;
+    srv_t *s = &f->srv[2];
+    assert_true(srv_start(s));
+    int version = srv_version(s);
+    int port = s->port;
+    srv_stop(s);
+
+    rds_addr_t addr;
+    char url[64];
+    snprintf(url, sizeof(url), "127.0.0.1:%d", port);
+    assert_int_equal(rds_addr_parse(url, &addr, NULL), 0);
+    destroyer_t d = {0};
+    presence_redis_opts_t opts = {
+        .hash_field_ttl = true, .on_fatal = destroy_on_fatal, .fatal_ud = &d};
+    d.p = presence_redis_new(f->loop, &addr, 1, &opts);
+    rds_addr_cleanup(&addr);
+    wait_ms(f, 300);
+    assert_int_equal(d.r.calls, 0); /* nothing to ask yet */
+
+    /* The same port again: the probe gets through once rds reconnects. */
+    assert_true(srv_start_port(s, port));
+    if (version < 704) {
+        assert_true(run_until(f, &d.r.calls, 1, 5000));
+        assert_null(d.p);
+    } else {
+        wait_ms(f, 500);
+        assert_int_equal(d.r.calls, 0);
+        presence_destroy(d.p);
+    }
     srv_stop(s);
 }
 
@@ -808,6 +1067,11 @@ int run_presence_redis(void)
         cmocka_unit_test_setup(test_destroy_cancels, setup),
         cmocka_unit_test_setup(test_destroy_from_callback, setup),
         cmocka_unit_test_setup(test_redis_down, setup),
+        cmocka_unit_test_setup(test_user_mapping, setup),
+        cmocka_unit_test_setup(test_user_mapping_anonymous, setup),
+        cmocka_unit_test_setup(test_user_mapping_expiry, setup),
+        cmocka_unit_test_setup(test_hash_field_ttl, setup),
+        cmocka_unit_test_setup(test_hash_field_ttl_probe_waits, setup),
     };
     return cmocka_run_group_tests_name("presence_redis", tests, group_setup, group_teardown);
 }

@@ -152,8 +152,9 @@ static void test_presence_on_cluster(void **state)
     rt_buf_t err = RT_BUF_INIT;
     assert_int_equal(rds_addr_parse(url, &a, &err), 0);
     rt_buf_cleanup(&err);
-    presence_t *p1 = presence_redis_new(loop, &a, 1, "rotor", 60000);
-    presence_t *p2 = presence_redis_new(loop, &a, 1, "rotor", 60000);
+    presence_redis_opts_t opts = {.prefix = "rotor", .ttl_ms = 60000};
+    presence_t *p1 = presence_redis_new(loop, &a, 1, &opts);
+    presence_t *p2 = presence_redis_new(loop, &a, 1, &opts);
     rds_addr_cleanup(&a);
 
     const char *chans[] = {"room", "chat:1", "news", "user#42", "a", "b"};
@@ -188,7 +189,8 @@ static void test_presence_on_cluster(void **state)
             masters[k] += c->port[k] == port;
 
         res_t d = {0};
-        assert_int_equal(presence_remove(p1, rt_str_c(ch), RT_STR("c2"), done_cb, &d), 0);
+        assert_int_equal(presence_remove(p1, rt_str_c(ch), RT_STR("c2"), RT_STR("u2"), done_cb, &d),
+                         0);
         run_until(loop, &d.calls, 5000);
         assert_int_equal(d.status, 0);
         r = get(loop, p2, ch);
@@ -205,10 +207,74 @@ static void test_presence_on_cluster(void **state)
     ev_loop_destroy(loop);
 }
 
+/* The reply of a command on port as an integer (a bulk string is parsed), -1 for nil. */
+static long long cmd_int(int port, const char *fmt, const char *ch, const char *field)
+{
+    redisReply *r = rcl_cmd(port, fmt, ch, field);
+    assert_non_null(r);
+    long long v = -1;
+    if (r->type == REDIS_REPLY_INTEGER)
+        v = r->integer;
+    else if (r->type == REDIS_REPLY_STRING)
+        v = strtoll(r->str, NULL, 10);
+    else
+        assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    return v;
+}
+
+/* User mapping on a cluster: all four keys carry the {channel} tag (§3.3), so the scripts
+ * run in the channel's slot; counts follow adds and removes. */
+static void test_user_mapping_on_cluster(void **state)
+{
+    rcl_t *c = *state;
+    if (c == NULL)
+        skip();
+    rcl_flush(c);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    char url[256];
+    rcl_url(c, url, sizeof(url));
+    rds_addr_t a;
+    assert_int_equal(rds_addr_parse(url, &a, NULL), 0);
+    presence_redis_opts_t opts = {.prefix = "rotor", .user_mapping = true};
+    presence_t *p = presence_redis_new(loop, &a, 1, &opts);
+    rds_addr_cleanup(&a);
+
+    const char *chans[] = {"room", "chat:1", "news"};
+    for (size_t i = 0; i < sizeof(chans) / sizeof(chans[0]); i++) {
+        const char *ch = chans[i];
+        add(loop, p, ch, "u1", "c1");
+        add(loop, p, ch, "u1", "c2");
+        add(loop, p, ch, "u2", "c3");
+        res_t s = {0};
+        assert_int_equal(presence_stats(p, rt_str_c(ch), stats_cb, &s), 0);
+        run_until(loop, &s.calls, 5000);
+        assert_int_equal(s.status, 0);
+        assert_int_equal(s.num_clients, 3);
+        assert_int_equal(s.num_users, 2);
+
+        int port = rcl_slot_port(c, rds_key_slot(rt_str_c(ch)));
+        assert_int_equal(cmd_int(port, "HGET rotor.presence.user.clients.{%s} %s", ch, "u1"), 2);
+        assert_int_equal(cmd_int(port, "HGET rotor.presence.user.clients.{%s} %s", ch, "u2"), 1);
+        assert_int_equal(cmd_int(port, "ZCARD rotor.presence.user.expire.{%s}", ch, NULL), 2);
+        assert_true(cmd_int(port, "TTL rotor.presence.user.clients.{%s}", ch, NULL) > 0);
+
+        res_t d = {0};
+        assert_int_equal(presence_remove(p, rt_str_c(ch), RT_STR("c1"), RT_STR("u1"), done_cb, &d),
+                         0);
+        run_until(loop, &d.calls, 5000);
+        assert_int_equal(d.status, 0);
+        assert_int_equal(cmd_int(port, "HGET rotor.presence.user.clients.{%s} %s", ch, "u1"), 1);
+    }
+    presence_destroy(p);
+    ev_loop_destroy(loop);
+}
+
 int run_presence_redis_cluster(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presence_on_cluster),
+        cmocka_unit_test(test_user_mapping_on_cluster),
     };
     return cmocka_run_group_tests_name("presence_redis_cluster", tests, group_setup,
                                        group_teardown);

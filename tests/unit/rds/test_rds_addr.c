@@ -57,9 +57,13 @@ typedef struct invalid_case {
 
 static const invalid_case_t invalid[] = {
     {"", "empty"},
-    {"rediss://h:1", "TLS needs hiredis >= 1.0; Debian 12 ships 0.14"},
-    {"rediss+sentinel://h:1?sentinel_master_name=m", "TLS"},
-    {"redis://h?tls_enabled=true", "TLS"},
+    {"redis://h?tls_enabled=yes", "bad tls_enabled \"yes\""},
+    {"rediss://h?tls_enabled=", "bad tls_enabled"},
+    {"rediss+sentinel://h:1?sentinel_master_name=m&sentinel_tls_enabled=2", "sentinel_tls_enabled"},
+    {"unix:///s?tls_enabled=true", "not supported over unix://"},
+    {"rediss+cluster://h:1/2", "only db 0"},
+    {"rediss+sentinel://h:1", "needs sentinel_master_name"},
+    {"rediss://", "host"},
     {"redis+cluster://h:1/2?addr=h2:2", "only db 0"},
     {"redis+cluster://h:1?addr=h2:2&db=1", "only db 0"},
     {"redis+cluster://h:1?addr=h2:0", "port"},
@@ -69,7 +73,6 @@ static const invalid_case_t invalid[] = {
     {"redis+cluster://", "host"},
     {"redis+sentinel://h:26379", "needs sentinel_master_name"},
     {"redis+sentinel://h:26379?sentinel_master_name=", "needs sentinel_master_name"},
-    {"redis+sentinel://h:26379?sentinel_master_name=m&sentinel_tls_enabled=true", "TLS"},
     {"redis+sentinel://h:26379?sentinel_master_name=m&addr=x:y", "port"},
     {"redis+sentinel://h:26379?sentinel_master_name=m&sentinel_password=%", "percent"},
     {"redis://h?sentinel_master_name=m", "only for redis+sentinel://"},
@@ -366,12 +369,138 @@ static void test_invalid(void **state)
     }
 }
 
+typedef struct tls_case {
+    const char *url;
+    rds_mode_t mode;
+    const char *host;
+    int port;
+    bool tls;
+    bool sentinel_tls;
+    size_t nseeds;
+} tls_case_t;
+
+static const tls_case_t tls_cases[] = {
+    {"rediss://h:6380", RDS_MODE_STANDALONE, "h", 6380, true, false, 0},
+    {"REDISS://u:p@h/2", RDS_MODE_STANDALONE, "h", 6379, true, false, 0},
+    {"rediss://h?tls_enabled=false", RDS_MODE_STANDALONE, "h", 6379, false, false, 0},
+    {"redis://h:1?tls_enabled=true", RDS_MODE_STANDALONE, "h", 1, true, false, 0},
+    {"redis://h:1?tls_enabled=1", RDS_MODE_STANDALONE, "h", 1, true, false, 0},
+    {"tcp://h:1?tls_enabled=T", RDS_MODE_STANDALONE, "h", 1, true, false, 0},
+    {"h:1", RDS_MODE_STANDALONE, "h", 1, false, false, 0},
+    {"redis://[::1]:7?tls_enabled=True", RDS_MODE_STANDALONE, "::1", 7, true, false, 0},
+    {"rediss+cluster://h1:7000?addr=h2:7001", RDS_MODE_CLUSTER, "h1", 7000, true, false, 2},
+    {"redis+cluster://h1:7000?tls_enabled=true", RDS_MODE_CLUSTER, "h1", 7000, true, false, 1},
+    {"rediss+sentinel://s:26379?sentinel_master_name=m", RDS_MODE_SENTINEL, "s", 26379, true, false,
+     1},
+    {"rediss+sentinel://s:26379?sentinel_master_name=m&sentinel_tls_enabled=true&addr=s2:1",
+     RDS_MODE_SENTINEL, "s", 26379, true, true, 2},
+    {"redis+sentinel://s:26379?sentinel_master_name=m&sentinel_tls_enabled=true", RDS_MODE_SENTINEL,
+     "s", 26379, false, true, 1},
+    {"redis://h?sentinel_tls_enabled=false", RDS_MODE_STANDALONE, "h", 6379, false, false, 0},
+};
+
+static void assert_tls_defaults(const rds_tls_t *t)
+{
+    assert_false(t->insecure_skip_verify);
+    const char *fields[] = {t->server_name, t->ca_pem,  t->ca_file, t->cert_pem,
+                            t->cert_file,   t->key_pem, t->key_file};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        assert_string_equal(fields[i], "");
+}
+
+static void test_tls_schemes(void **state)
+{
+    for (size_t i = 0; i < sizeof(tls_cases) / sizeof(tls_cases[0]); i++) {
+        const tls_case_t *c = &tls_cases[i];
+        rds_addr_t a;
+        rt_buf_t err = RT_BUF_INIT;
+        int rc = rds_addr_parse(c->url, &a, &err);
+        if (rc != 0)
+            print_error("%s: %.*s\n", c->url, (int)err.len, (const char *)err.p);
+        assert_int_equal(rc, 0);
+        if (a.tls.enabled != c->tls || a.sentinel_tls.enabled != c->sentinel_tls)
+            print_error("%s: tls %d sentinel_tls %d\n", c->url, a.tls.enabled,
+                        a.sentinel_tls.enabled);
+        assert_int_equal(a.mode, c->mode);
+        assert_string_equal(a.host, c->host);
+        assert_int_equal(a.port, c->port);
+        assert_int_equal(a.tls.enabled, c->tls);
+        assert_int_equal(a.sentinel_tls.enabled, c->sentinel_tls);
+        assert_int_equal(a.nseeds, c->nseeds);
+        assert_tls_defaults(&a.tls);
+        assert_tls_defaults(&a.sentinel_tls);
+        rds_addr_cleanup(&a);
+        rt_buf_cleanup(&err);
+    }
+}
+
+static void set_field(char **field, const char *v)
+{
+    rt_free(*field);
+    *field = rt_strdup(v);
+}
+
+/* Cluster nodes and Sentinel-named masters are derived: they must keep TLS. */
+static void test_tls_derive_and_copy(void **state)
+{
+    rds_addr_t a;
+    assert_int_equal(rds_addr_parse("rediss+sentinel://s:1?sentinel_master_name=m&"
+                                    "sentinel_tls_enabled=true",
+                                    &a, NULL),
+                     0);
+    a.tls.insecure_skip_verify = true;
+    set_field(&a.tls.server_name, "redis.internal");
+    set_field(&a.tls.ca_pem, "CA");
+    set_field(&a.tls.ca_file, "/ca");
+    set_field(&a.tls.cert_pem, "CERT");
+    set_field(&a.tls.cert_file, "/cert");
+    set_field(&a.tls.key_pem, "KEY");
+    set_field(&a.tls.key_file, "/key");
+    set_field(&a.sentinel_tls.ca_pem, "SCA");
+
+    rds_addr_t d;
+    rds_addr_derive(&d, &a, "10.0.0.9", 6390);
+    assert_int_equal(d.mode, RDS_MODE_STANDALONE);
+    assert_true(d.tls.enabled);
+    assert_true(d.tls.insecure_skip_verify);
+    assert_string_equal(d.tls.server_name, "redis.internal");
+    assert_string_equal(d.tls.ca_pem, "CA");
+    assert_string_equal(d.tls.ca_file, "/ca");
+    assert_string_equal(d.tls.cert_pem, "CERT");
+    assert_string_equal(d.tls.cert_file, "/cert");
+    assert_string_equal(d.tls.key_pem, "KEY");
+    assert_string_equal(d.tls.key_file, "/key");
+    assert_true(d.sentinel_tls.enabled);
+    assert_string_equal(d.sentinel_tls.ca_pem, "SCA");
+    /* Deep copies: the original can go first. */
+    assert_ptr_not_equal(d.tls.ca_pem, a.tls.ca_pem);
+    rds_addr_cleanup(&a);
+
+    rds_addr_t c;
+    rds__addr_copy(&c, &d);
+    rds_addr_cleanup(&d);
+    assert_true(c.tls.enabled);
+    assert_string_equal(c.tls.key_pem, "KEY");
+    assert_string_equal(c.sentinel_tls.ca_pem, "SCA");
+    rds_addr_cleanup(&c);
+    rds_addr_cleanup(&c); /* idempotent */
+
+    rds_tls_t t;
+    rds_tls_init(&t);
+    assert_false(t.enabled);
+    assert_tls_defaults(&t);
+    rds_tls_cleanup(&t);
+    rds_tls_cleanup(&t);
+}
+
 /* Every prefix of every URL, valid or not, parses or fails cleanly (ASan: no overreads). */
 static void test_prefixes(void **state)
 {
     const char *all[sizeof(valid) / sizeof(valid[0]) + sizeof(invalid) / sizeof(invalid[0]) +
-                    sizeof(modes) / sizeof(modes[0])];
+                    sizeof(modes) / sizeof(modes[0]) + sizeof(tls_cases) / sizeof(tls_cases[0])];
     size_t n = 0;
+    for (size_t i = 0; i < sizeof(tls_cases) / sizeof(tls_cases[0]); i++)
+        all[n++] = tls_cases[i].url;
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
         all[n++] = modes[i].url;
     for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
@@ -395,9 +524,10 @@ static void test_prefixes(void **state)
 int run_rds_addr(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),      cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_prefixes),   cmocka_unit_test(test_modes),
-        cmocka_unit_test(test_seed_split), cmocka_unit_test(test_from_seeds),
+        cmocka_unit_test(test_valid),       cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_prefixes),    cmocka_unit_test(test_modes),
+        cmocka_unit_test(test_seed_split),  cmocka_unit_test(test_from_seeds),
+        cmocka_unit_test(test_tls_schemes), cmocka_unit_test(test_tls_derive_and_copy),
     };
     return cmocka_run_group_tests_name("rds_addr", tests, NULL, NULL);
 }
