@@ -28,7 +28,7 @@ typedef struct broker_tag {
     rt_str_t value;
 } broker_tag_t;
 
-#define BROKER_PUB_FRAME_SLOTS 8
+#define BROKER_PUB_FRAME_SLOTS 10
 
 typedef struct broker_pub {
     _Atomic uint32_t refs;

@@ -1,6 +1,7 @@
-/* Client sessions over bidirectional WebSocket with the JSON protocol (PROTOCOL.md §3-§9):
- * command handling, the subscribe flow with positioning and recovery, pings, expiry, and
- * disconnects. Worker thread only. */
+/* Client sessions (PROTOCOL.md §3-§9) on any transport and either encoding: command
+ * handling, the subscribe flow with positioning and recovery, pings, expiry, and
+ * disconnects. The session encodes through c->codec and frames through c->wire; link.c
+ * owns the transport object. Worker thread only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 
 #define CLOG_DEBUG(c, fmt, ...)                                                                    \
     RT_LOG_DEBUG(fmt " worker=%d client=%s user=%s remote=%s", __VA_ARGS__, (c)->w->index,         \
-                 (c)->uuid, (c)->user, (c)->ws ? tr_ws_remote((c)->ws) : "-")
+                 (c)->uuid, (c)->user, node_link_remote(c))
 
 static void arm_timer(node_client_t *c);
 static void sub_begin(node_sub_t *s);
@@ -60,9 +61,9 @@ static void copy_epoch(char *dst, rt_str_t epoch)
 
 void node_client_send_frame(node_client_t *c, rt_bytes_t *frame)
 {
-    if (c->state == NODE_CLIENT_CLOSING || c->ws == NULL)
+    if (c->state == NODE_CLIENT_CLOSING || c->tr == NULL)
         return;
-    int rc = tr_ws_send(c->ws, frame);
+    int rc = node_link_send(c, frame);
     if (rc == RT_ELIMIT) {
         node_client_disconnect(c, NODE_DISCONNECT_SLOW, NULL);
         return;
@@ -74,7 +75,7 @@ void node_client_send_frame(node_client_t *c, rt_bytes_t *frame)
 void node_client_send_scratch(node_client_t *c)
 {
     rt_buf_t *b = &c->w->scratch;
-    rt_bytes_t *frame = tr_ws_frame_new(TR_WS_OP_TEXT, b->p, b->len);
+    rt_bytes_t *frame = node_wire_frame(c->wire, rt_buf_str(b));
     node_client_send_frame(c, frame);
     rt_bytes_unref(frame);
 }
@@ -83,7 +84,7 @@ static void send_error(node_client_t *c, uint32_t id, int code)
 {
     rt_buf_t *b = &c->w->scratch;
     rt_buf_reset(b);
-    node_json_reply_error(b, id, code, NULL, node_error_temporary(code));
+    c->codec->reply_error(b, id, code, NULL, node_error_temporary(code));
     node_client_send_scratch(c);
     atomic_fetch_add_explicit(&c->w->node->metrics.reply_errors, 1, memory_order_relaxed);
 }
@@ -92,7 +93,7 @@ static void send_empty(node_client_t *c, uint32_t id, const char *field)
 {
     rt_buf_t *b = &c->w->scratch;
     rt_buf_reset(b);
-    node_json_reply_empty(b, id, field);
+    c->codec->reply_empty(b, id, field);
     node_client_send_scratch(c);
 }
 
@@ -125,11 +126,13 @@ static void inflight_end(node_client_t *c)
  * Lifecycle.
  */
 
-node_client_t *node_client_new(node_worker_t *w, bool protobuf)
+node_client_t *node_client_new(node_worker_t *w, node_wire_t wire)
 {
-    (void)protobuf;
     node_client_t *c = RT_NEW(node_client_t);
     c->w = w;
+    c->wire = wire;
+    c->codec = node_wire_protobuf(wire) ? &node_codec_pb : &node_codec_json;
+    c->app_ping = true;
     c->id = node_worker_next_id(w);
     rt_uuid4(c->uuid);
     c->user = rt_strdup("");
@@ -157,6 +160,8 @@ static void client_free(node_client_t *c)
         node_worker_post(w, op);
     }
     ev_timer_stop(w->loop, &c->timer);
+    if (c->session[0])
+        node_map_del(&w->sessions, rt_str_c(c->session));
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -178,7 +183,7 @@ void node_client_disconnect(node_client_t *c, int code, const char *reason)
         return;
     c->state = NODE_CLIENT_CLOSING;
     ev_timer_stop(c->w->loop, &c->timer);
-    if (c->ws == NULL) {
+    if (c->tr == NULL) {
         client_free(c);
         return;
     }
@@ -186,45 +191,40 @@ void node_client_disconnect(node_client_t *c, int code, const char *reason)
         node_metrics_count_disconnect(c->w->node, code);
     CLOG_DEBUG(c, "disconnect code=%d", code);
     const char *why = reason ? reason : node_disconnect_reason(code);
-    tr_ws_close(c->ws, code, rt_str_c(why), code == NODE_DISCONNECT_SLOW);
+    node_link_close(c, code, why, code == NODE_DISCONNECT_SLOW);
 }
 
-static void on_ws_close(tr_ws_t *ws, int code, void *ud)
+void node_client_on_link_closed(node_client_t *c)
 {
-    node_client_t *c = ud;
-    (void)ws;
-    c->ws = NULL;
+    c->tr = NULL;
     c->state = NODE_CLIENT_CLOSING;
     client_free(c);
 }
 
-static void on_ws_message(tr_ws_t *ws, const uint8_t *data, size_t len, bool binary, void *ud)
+void node_client_on_frame(node_client_t *c, const uint8_t *data, size_t len)
 {
-    node_client_t *c = ud;
-    (void)ws;
-    (void)binary; /* the reference does not check the opcode (PROTOCOL.md §10.2) */
-    if (c->state == NODE_CLIENT_CLOSING || c->pending_disconnect)
+    /* Unidirectional clients have nothing to say after their connect request. */
+    if (c->state == NODE_CLIENT_CLOSING || c->pending_disconnect ||
+        node_wire_unidirectional(c->wire))
         return;
     atomic_fetch_add_explicit(&c->w->node->metrics.messages_received, 1, memory_order_relaxed);
     process_frame(c, data, len);
 }
 
-/* Native pong (cf_ws_frame_ping_pong mode): answers the outstanding native ping. */
-static void on_ws_pong(tr_ws_t *ws, void *ud)
+void node_client_emulation_frame(node_client_t *c, const uint8_t *data, size_t len)
 {
-    node_client_t *c = ud;
-    (void)ws;
+    node_client_on_frame(c, data, len);
+}
+
+/* Native pong (cf_ws_frame_ping_pong mode, uni WebSocket): answers the outstanding native
+ * ping. */
+void node_client_on_native_pong(node_client_t *c)
+{
     if (c->native_ping && c->pong_deadline > 0) {
         c->pong_deadline = 0;
         arm_timer(c);
     }
 }
-
-const tr_ws_handler_t node_client_ws_handler = {
-    .on_message = on_ws_message,
-    .on_pong = on_ws_pong,
-    .on_close = on_ws_close,
-};
 
 /* ---------------------------------------------------------------------------------------
  * Timers: one per client for the nearest of stale, ping, pong and expiry deadlines.
@@ -248,18 +248,24 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     if (c->ping_at > 0 && now >= c->ping_at) {
-        if (c->native_ping && c->ws) {
-            tr_ws_ping(c->ws);
-        } else {
+        if (c->native_ping)
+            node_link_native_ping(c);
+        if (c->app_ping) {
             rt_buf_t *b = &c->w->scratch;
             rt_buf_reset(b);
-            node_json_ping(b);
+            c->codec->ping(b);
             node_client_send_scratch(c);
         }
         if (c->state == NODE_CLIENT_CLOSING)
             return;
-        if (cfg->pong_timeout_ms > 0 && c->pong_deadline == 0)
-            c->pong_deadline = now + (double)cfg->pong_timeout_ms / 1000.0;
+        /* Pongs: protocol pongs on bidirectional transports, native ones on WebSocket
+         * (unidirectional WebSocket gets interval + pong timeout to answer). */
+        bool expect_pong = !node_wire_unidirectional(c->wire) || c->native_ping;
+        double wait = (double)cfg->pong_timeout_ms / 1000.0;
+        if (node_wire_unidirectional(c->wire))
+            wait += (double)cfg->ping_interval_ms / 1000.0;
+        if (expect_pong && cfg->pong_timeout_ms > 0 && c->pong_deadline == 0)
+            c->pong_deadline = now + wait;
         c->ping_at = now + (double)cfg->ping_interval_ms / 1000.0;
     }
     arm_timer(c);
@@ -437,7 +443,7 @@ static void sub_remove(node_sub_t *s, bool unsubscribe_push, int code)
     if (unsubscribe_push && c->state != NODE_CLIENT_CLOSING) {
         rt_buf_t *b = &c->w->scratch;
         rt_buf_reset(b);
-        node_json_push_unsubscribe(b, (rt_str_t){s->channel, s->channel_len}, code, NULL);
+        c->codec->push_unsubscribe(b, (rt_str_t){s->channel, s->channel_len}, code, NULL);
         node_client_send_scratch(c);
     }
     node_hub_detach(c->w, s);
@@ -539,7 +545,7 @@ static void sub_activate(node_sub_t *s)
     for (size_t i = 0; i < n; i++) {
         if (c->state == NODE_CLIENT_CLOSING || find_sub_serial(c, serial) == NULL)
             break;
-        rt_shared_t *shared = node_hub_pub_frame_json(buf[i]);
+        rt_shared_t *shared = node_hub_pub_frame(buf[i], c->wire);
         rt_bytes_t *view = shared ? rt_bytes_view(shared) : NULL;
         sub_deliver(s, buf[i], view);
         rt_bytes_unref(view);
@@ -698,8 +704,8 @@ static void sub_complete_inner(node_sub_t *s)
     rt_buf_t *b = &c->w->scratch;
     rt_buf_reset(b);
     int erc = s->origin == NODE_SUB_CLIENT
-                  ? node_json_reply_subscribe(b, s->cmd_id, &r)
-                  : node_json_push_subscribe(b, (rt_str_t){s->channel, s->channel_len}, &r);
+                  ? c->codec->reply_subscribe(b, s->cmd_id, &r)
+                  : c->codec->push_subscribe(b, (rt_str_t){s->channel, s->channel_len}, &r);
     send_encoded(c, erc);
     for (size_t i = 0; i < npubs; i++)
         broker_pub_unref(pubs[i]);
@@ -1052,9 +1058,9 @@ static void presence_done_reply(node_client_t *c, node_worker_t *w, node_op_t *o
     rt_buf_reset(b);
     int rc = 0;
     if (op->kind == NODE_OP_PRESENCE_GET)
-        rc = node_json_reply_presence(b, op->cmd_id, op->entries, op->nentries);
+        rc = c->codec->reply_presence(b, op->cmd_id, op->entries, op->nentries);
     else
-        node_json_reply_presence_stats(b, op->cmd_id, op->num_clients, op->num_users);
+        c->codec->reply_presence_stats(b, op->cmd_id, op->num_clients, op->num_users);
     send_encoded(c, rc);
 }
 
@@ -1104,7 +1110,7 @@ static void history_done_reply(node_client_t *c, node_worker_t *w, node_op_t *op
     }
     rt_buf_t *b = &w->scratch;
     rt_buf_reset(b);
-    int rc = node_json_reply_history(b, op->cmd_id, op->pubs, op->npubs, rt_str_c(op->epoch),
+    int rc = c->codec->reply_history(b, op->cmd_id, op->pubs, op->npubs, rt_str_c(op->epoch),
                                      op->offset);
     send_encoded(c, rc);
 }
@@ -1192,7 +1198,7 @@ static void handle_refresh(node_client_t *c, const node_cmd_t *cmd)
     int64_t ttl = exp > 0 ? exp - rt_time_s() : 0;
     rt_buf_t *b = &c->w->scratch;
     rt_buf_reset(b);
-    node_json_reply_refresh(b, cmd->id, "refresh", exp > 0, (uint32_t)(ttl > 0 ? ttl : 0));
+    c->codec->reply_refresh(b, cmd->id, "refresh", exp > 0, (uint32_t)(ttl > 0 ? ttl : 0));
     node_client_send_scratch(c);
 }
 
@@ -1238,7 +1244,7 @@ static void handle_sub_refresh(node_client_t *c, const node_cmd_t *cmd)
     int64_t ttl = exp > 0 ? exp - rt_time_s() : 0;
     rt_buf_t *b = &c->w->scratch;
     rt_buf_reset(b);
-    node_json_reply_refresh(b, cmd->id, "sub_refresh", exp > 0, (uint32_t)(ttl > 0 ? ttl : 0));
+    c->codec->reply_refresh(b, cmd->id, "sub_refresh", exp > 0, (uint32_t)(ttl > 0 ? ttl : 0));
     node_client_send_scratch(c);
 }
 
@@ -1246,8 +1252,29 @@ static void handle_sub_refresh(node_client_t *c, const node_cmd_t *cmd)
  * Connect (PROTOCOL.md §3.1, §7).
  */
 
+/* Unidirectional transports carry no error replies: a failed connect is a disconnect
+ * (PROTOCOL.md §6.3). */
+static int uni_disconnect_code(int error_code)
+{
+    switch (error_code) {
+    case NODE_ERR_TOKEN_EXPIRED:
+    case NODE_ERR_EXPIRED:
+        return NODE_DISCONNECT_EXPIRED;
+    case NODE_ERR_TOO_MANY_REQUESTS:
+        return NODE_DISCONNECT_TOO_MANY_REQUESTS;
+    case NODE_ERR_PERMISSION_DENIED:
+        return NODE_DISCONNECT_PERMISSION_DENIED;
+    default:
+        return NODE_DISCONNECT_INTERNAL;
+    }
+}
+
 static void connect_fail(node_client_t *c, uint32_t id, int code)
 {
+    if (node_wire_unidirectional(c->wire)) {
+        node_client_disconnect(c, uni_disconnect_code(code), NULL);
+        return;
+    }
     send_error(c, id, code);
     if (c->state != NODE_CLIENT_CLOSING)
         c->state = NODE_CLIENT_FAILED;
@@ -1289,16 +1316,23 @@ static void connect_finish(node_client_t *c)
             r.expires = true;
             r.ttl = ttl > 0 ? (uint32_t)ttl : 1;
         }
-        if (cfg->ping_interval_ms > 0 && !c->native_ping) {
+        bool uni = node_wire_unidirectional(c->wire);
+        if (cfg->ping_interval_ms > 0 && c->app_ping) {
             r.ping = (uint32_t)(cfg->ping_interval_ms / 1000);
             if (r.ping == 0)
                 r.ping = 1;
-            r.pong = cfg->pong_timeout_ms > 0;
+            r.pong = cfg->pong_timeout_ms > 0 && !uni;
         }
         if (cfg->connect_include_server_time)
             r.time_ms = rt_time_ms();
+        if (c->session[0]) {
+            r.session = rt_str_c(c->session);
+            if (node_wire_emulated(c->wire))
+                r.node = rt_str_c(w->node->uid);
+        }
         rt_buf_reset(&w->scratch);
-        int erc = node_json_reply_connect(&w->scratch, c->connect_cmd_id, &r);
+        int erc = uni ? c->codec->push_connect(&w->scratch, &r)
+                      : c->codec->reply_connect(&w->scratch, c->connect_cmd_id, &r);
         send_encoded(c, erc);
     }
     for (i = 0; i < n; i++) {
@@ -1664,7 +1698,8 @@ static void defer_bytes(node_client_t *c, const uint8_t *p, size_t n)
         node_client_disconnect(c, NODE_DISCONNECT_BAD_REQUEST, NULL);
         return;
     }
-    if (c->deferred.len)
+    /* JSON frames join with a newline; delimited Protobuf messages simply concatenate. */
+    if (c->deferred.len && !c->codec->protobuf)
         rt_buf_append_byte(&c->deferred, '\n');
     rt_buf_append(&c->deferred, p, n);
 }
@@ -1675,15 +1710,16 @@ static void process_frame(node_client_t *c, const uint8_t *data, size_t len)
         defer_bytes(c, data, len);
         return;
     }
-    node_json_reader_t r;
-    node_json_reader_init(&r, data, len);
+    node_cmd_reader_t r;
+    node_cmd_reader_init(&r, c->codec->protobuf, data, len);
     node_cmd_t cmd;
     int rc;
-    while ((rc = node_json_reader_next(&r, &cmd)) == 1) {
+    while ((rc = node_cmd_reader_next(&r, &cmd)) == 1) {
         if (!dispatch(c, &cmd))
             break;
         if (c->state == NODE_CLIENT_AUTHING) {
-            defer_bytes(c, data + r.pos, r.pos < len ? len - r.pos : 0);
+            size_t pos = node_cmd_reader_pos(&r);
+            defer_bytes(c, data + pos, pos < len ? len - pos : 0);
             break;
         }
     }
@@ -1694,7 +1730,15 @@ static void process_frame(node_client_t *c, const uint8_t *data, size_t len)
         else
             node_client_disconnect(c, NODE_DISCONNECT_BAD_REQUEST, NULL);
     }
-    node_json_reader_cleanup(&r);
+    node_cmd_reader_cleanup(&r);
+}
+
+void node_client_uni_connect(node_client_t *c, const node_cmd_t *cmd)
+{
+    if (c->state != NODE_CLIENT_CONNECTING)
+        return;
+    atomic_fetch_add_explicit(&c->w->node->metrics.messages_received, 1, memory_order_relaxed);
+    dispatch(c, cmd);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1757,7 +1801,7 @@ void node_client_apply_control(node_client_t *c, const node_control_t *ctl)
         int64_t ttl = exp > 0 ? exp - rt_time_s() : 0;
         rt_buf_t *b = &c->w->scratch;
         rt_buf_reset(b);
-        node_json_push_refresh(b, exp > 0, (uint32_t)(ttl > 0 ? ttl : 0));
+        c->codec->push_refresh(b, exp > 0, (uint32_t)(ttl > 0 ? ttl : 0));
         node_client_send_scratch(c);
         return;
     }

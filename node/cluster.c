@@ -282,10 +282,37 @@ void node_cluster_on_control(void *ud, rt_str_t data)
     case NODE_CTL_SURVEY_RESP:
         on_survey_response(e, &m);
         break;
+    case NODE_CTL_EMULATION: {
+        int k = node_session_worker(rt_str_c(m.session), e->node->nworkers);
+        if (k >= 0)
+            node_worker_deliver_emulation(e->node->workers[k], rt_str_c(m.session),
+                                          rt_buf_str(&m.survey_data));
+        break;
+    }
     }
 out:
     node_control_unref(m.control);
     node_ctl_msg_cleanup(&m);
+}
+
+int node_cluster_emulation(node_engine_t *e, node_op_t *op)
+{
+    if (node_map_get(&e->registry, rt_str_c(op->remote_uid)) == NULL)
+        return RT_ENOTFOUND;
+    node_ctl_msg_t m;
+    node_ctl_msg_init(&m);
+    m.type = NODE_CTL_EMULATION;
+    snprintf(m.uid, sizeof(m.uid), "%s", e->node->uid);
+    snprintf(m.session, sizeof(m.session), "%.*s", (int)op->channel.n, op->channel.p);
+    rt_buf_append(&m.survey_data, op->emu_data.p, op->emu_data.n);
+    rt_buf_t b = RT_BUF_INIT;
+    node_ctl_encode(&b, &m);
+    int rc = broker_control_publish(e->broker, rt_str_c(op->remote_uid), rt_buf_str(&b));
+    rt_buf_cleanup(&b);
+    node_ctl_msg_cleanup(&m);
+    if (rc == 0)
+        atomic_fetch_add_explicit(&e->node->metrics.emulation_forwarded, 1, memory_order_relaxed);
+    return rc;
 }
 
 void node_cluster_publish_command(node_engine_t *e, node_control_t *c)

@@ -142,6 +142,12 @@ void node_ctl_encode(rt_buf_t *out, const node_ctl_msg_t *m)
             pack_kv_i64(&pk, "code", m->survey_code);
         pack_kv_bin(&pk, "data", &m->survey_data);
         break;
+    case NODE_CTL_EMULATION:
+        pack_cstr(&pk, "emulation");
+        msgpack_pack_map(&pk, 2);
+        pack_kv_str(&pk, "session", m->session);
+        pack_kv_bin(&pk, "data", &m->survey_data);
+        break;
     }
 }
 
@@ -507,6 +513,18 @@ int node_ctl_decode(const uint8_t *p, size_t n, node_ctl_msg_t *m)
             } else if (key_is(k, "data")) {
                 rc = get_bin(v, &m->survey_data);
             }
+        }
+    } else if (key_is(kind, "emulation")) {
+        m->type = NODE_CTL_EMULATION;
+        if (body->type != MSGPACK_OBJECT_MAP)
+            goto out;
+        rc = 0;
+        for (uint32_t i = 0; i < body->via.map.size && rc == 0; i++) {
+            const msgpack_object *k = &body->via.map.ptr[i].key, *v = &body->via.map.ptr[i].val;
+            if (key_is(k, "session"))
+                rc = get_cstr(v, m->session, sizeof(m->session));
+            else if (key_is(k, "data"))
+                rc = get_bin(v, &m->survey_data);
         }
     } else {
         int kindix = -1;

@@ -19,6 +19,7 @@ typedef enum node_ctl_type {
     NODE_CTL_COMMAND,     /* subscribe/unsubscribe/disconnect/refresh by user */
     NODE_CTL_SURVEY_REQ,  /* survey request: op + data */
     NODE_CTL_SURVEY_RESP, /* survey response: code + data */
+    NODE_CTL_EMULATION,   /* an /emulation frame for a session of the receiving node */
 } node_ctl_type_t;
 
 /* What a node tells the others about itself. */
@@ -41,7 +42,9 @@ typedef struct node_ctl_msg {
     uint64_t survey_id;      /* SURVEY_* */
     char survey_op[32];      /* SURVEY_REQ: "channels" */
     int survey_code;         /* SURVEY_RESP: 0 ok, 1 internal, 2 invalid request, 3 unknown op */
-    rt_buf_t survey_data;    /* SURVEY_*: owned bytes (request: pattern; response: channels) */
+    rt_buf_t survey_data;    /* SURVEY_*: owned bytes (request: pattern; response: channels);
+                              * EMULATION: the command frame */
+    char session[64];        /* EMULATION */
 } node_ctl_msg_t;
 
 void node_ctl_msg_init(node_ctl_msg_t *m);

@@ -561,6 +561,10 @@ static void run_op(rt_mail_t *mail, void *ctx)
     case NODE_OP_USER_REMOVE:
         user_count(e, op, false);
         return;
+    case NODE_OP_EMULATION:
+        op->status = node_cluster_emulation(e, op);
+        node_engine_answer(e, op);
+        return;
     }
     if (rc != 0)
         fail_now(e, op, rc);

@@ -1,9 +1,10 @@
 /* The hub shard of a worker: channel -> local subscriptions, and the fan-out path.
  *
- * Fan-out (DESIGN.md): a publication's JSON WebSocket frame is encoded once per
- * publication and cached in it (shared by every worker); each worker wraps it in one
- * plain-counted view, and every subscriber's write queue takes a reference to that view.
- * No allocation, copy or encoding per subscriber. */
+ * Fan-out (DESIGN.md): a publication's frame is encoded once per publication and wire
+ * form (JSON WebSocket, Protobuf WebSocket, SSE, ...) and cached in it (shared by every
+ * worker); each worker wraps it in one plain-counted view per wire form in use, and every
+ * subscriber's write queue takes a reference to that view. No allocation, copy or
+ * encoding per subscriber. */
 #include <stdatomic.h>
 #include <string.h>
 
@@ -73,21 +74,50 @@ void node_hub_detach(node_worker_t *w, node_sub_t *sub)
     }
 }
 
-rt_shared_t *node_hub_pub_frame_json(broker_pub_t *pub)
+/* Encodes pub as a push message in the wire's codec. */
+static int encode_pub(rt_buf_t *b, broker_pub_t *pub, node_wire_t wire)
 {
-    rt_shared_t *frame = broker_pub_frame(pub, NODE_FRAME_JSON_WS);
+    return node_wire_protobuf(wire) ? node_codec_pb.push_pub(b, pub)
+                                    : node_codec_json.push_pub(b, pub);
+}
+
+rt_shared_t *node_hub_pub_frame(broker_pub_t *pub, node_wire_t wire)
+{
+    rt_shared_t *frame = broker_pub_frame(pub, (int)wire);
     if (frame)
         return frame;
     rt_buf_t b = RT_BUF_INIT;
-    int rc = node_json_push_pub(&b, pub);
+    int rc = encode_pub(&b, pub, wire);
     if (rc != 0) {
         rt_buf_cleanup(&b);
         return NULL;
     }
-    frame = tr_ws_frame_new_shared(TR_WS_OP_TEXT, b.p, b.len);
+    frame = node_wire_frame_shared(wire, rt_buf_str(&b));
     rt_buf_cleanup(&b);
     atomic_fetch_add_explicit(&encode_count, 1, memory_order_relaxed);
-    return broker_pub_set_frame(pub, NODE_FRAME_JSON_WS, frame);
+    return broker_pub_set_frame(pub, (int)wire, frame);
+}
+
+/* The frames of one fan-out, made on first use per wire form. */
+typedef struct fanout_frames {
+    rt_bytes_t *view[NODE_WIRE_COUNT];
+    bool done[NODE_WIRE_COUNT];
+} fanout_frames_t;
+
+static rt_bytes_t *pub_view(fanout_frames_t *f, broker_pub_t *pub, node_wire_t wire)
+{
+    if (!f->done[wire]) {
+        f->done[wire] = true;
+        rt_shared_t *shared = node_hub_pub_frame(pub, wire);
+        f->view[wire] = shared ? rt_bytes_view(shared) : NULL;
+    }
+    return f->view[wire];
+}
+
+static void fanout_frames_release(fanout_frames_t *f)
+{
+    for (int i = 0; i < NODE_WIRE_COUNT; i++)
+        rt_bytes_unref(f->view[i]);
 }
 
 void node_hub_fanout(node_worker_t *w, broker_pub_t *pub)
@@ -95,17 +125,16 @@ void node_hub_fanout(node_worker_t *w, broker_pub_t *pub)
     node_hub_chan_t *ch = node_map_get(&w->hub, pub->channel);
     if (ch == NULL)
         return;
-    rt_shared_t *shared = node_hub_pub_frame_json(pub);
-    rt_bytes_t *view = shared ? rt_bytes_view(shared) : NULL;
+    fanout_frames_t frames = {0};
     /* A delivery may disconnect its client; disconnects are deferred (the client is
      * cleaned up from its transport's close callback), so the list stays valid. The next
      * pointer is read first anyway because a subscription of another client is never
      * removed by this one's delivery. */
     for (node_sub_t *s = ch->subs, *next; s != NULL; s = next) {
         next = s->chan_next;
-        node_client_on_pub(s, pub, view);
+        node_client_on_pub(s, pub, pub_view(&frames, pub, s->client->wire));
     }
-    rt_bytes_unref(view);
+    fanout_frames_release(&frames);
 }
 
 void node_hub_fanout_join(node_worker_t *w, rt_str_t channel, const broker_client_info_t *info,
@@ -114,21 +143,22 @@ void node_hub_fanout_join(node_worker_t *w, rt_str_t channel, const broker_clien
     node_hub_chan_t *ch = node_map_get(&w->hub, channel);
     if (ch == NULL)
         return;
-    rt_bytes_t *frame = NULL;
+    fanout_frames_t frames = {0};
     for (node_sub_t *s = ch->subs, *next; s != NULL; s = next) {
         next = s->chan_next;
         if (!s->push_join_leave || s->state != NODE_SUB_SUBSCRIBED)
             continue;
-        if (frame == NULL) {
+        node_wire_t wire = s->client->wire;
+        if (!frames.done[wire]) {
+            frames.done[wire] = true;
             rt_buf_t b = RT_BUF_INIT;
-            if (node_json_push_join(&b, channel, info, leave) != 0) {
-                rt_buf_cleanup(&b);
-                return; /* binary info cannot reach JSON clients; skip the event */
-            }
-            frame = tr_ws_frame_new(TR_WS_OP_TEXT, b.p, b.len);
+            if (s->client->codec->push_join(&b, channel, info, leave) == 0)
+                frames.view[wire] = node_wire_frame(wire, rt_buf_str(&b));
             rt_buf_cleanup(&b);
         }
-        node_client_send_frame(s->client, frame);
+        /* Binary info cannot reach JSON clients: they miss the event. */
+        if (frames.view[wire])
+            node_client_send_frame(s->client, frames.view[wire]);
     }
-    rt_bytes_unref(frame);
+    fanout_frames_release(&frames);
 }

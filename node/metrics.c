@@ -152,9 +152,16 @@ static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s)
     node_consumers_render_metrics(node->engine->consumers, b);
     counter_head(b, "rotor_api_commands_total", "Number of server API commands executed.");
     rt_buf_printf(b, "rotor_api_commands_total{protocol=\"http\"} %llu\n", load(&m->api_commands));
+    counter_head(b, "rotor_publication_encodes_total",
+                 "Publications encoded for a wire form (once per publication and form).");
+    rt_buf_printf(b, "rotor_publication_encodes_total %llu\n",
+                  (unsigned long long)node_hub_encode_count());
+    counter_head(b, "rotor_emulation_forwarded_total",
+                 "Emulation requests forwarded to the node holding their session.");
+    rt_buf_printf(b, "rotor_emulation_forwarded_total %llu\n", load(&m->emulation_forwarded));
     uint64_t queued = 0;
     for (node_client_t *c = w->client_list; c; c = c->next)
-        queued += c->ws ? tr_ws_queued_bytes(c->ws) : 0;
+        queued += node_link_queued_bytes(c);
     gauge(b, "rotor_worker_client_queue_bytes", "Bytes queued to clients on the answering worker.",
           (unsigned long long)queued);
     gauge(b, "process_resident_memory_bytes", "Resident memory size in bytes.",

@@ -20,13 +20,17 @@
 #include "broker/broker.h"
 #include "node/base/buf.h"
 #include "node/base/mailbox.h"
+#include "node/codec.h"
 #include "node/config.h"
 #include "node/jwt.h"
 #include "node/map.h"
 #include "node/proto.h"
+#include "node/wire.h"
 #include "presence/presence.h"
+#include "transports/grpc.h"
 #include "transports/http.h"
 #include "transports/loop.h"
+#include "transports/stream.h"
 #include "transports/ws.h"
 
 #define NODE_MAX_WORKERS  64
@@ -43,8 +47,8 @@ typedef struct node_op node_op_t;
 typedef struct node_control node_control_t;
 typedef struct node_survey node_survey_t;
 
-/* Wire-form slots in broker_pub_t.frames. */
-enum { NODE_FRAME_JSON_WS = 0 };
+/* broker_pub_t.frames holds one cached frame per wire form, indexed by node_wire_t. */
+_Static_assert(NODE_WIRE_COUNT <= BROKER_PUB_FRAME_SLOTS, "a frame slot per wire form");
 
 /* ---------------------------------------------------------------------------------------
  * Metrics: counters written by workers with relaxed atomics, read by /metrics.
@@ -60,6 +64,7 @@ typedef struct node_metrics {
     _Atomic uint64_t disconnects[16]; /* by code slot, see node_metrics_disconnect_slot */
     _Atomic uint64_t recover_ok;
     _Atomic uint64_t recover_fail;
+    _Atomic uint64_t emulation_forwarded; /* /emulation frames sent on to another node */
 } node_metrics_t;
 
 /* ---------------------------------------------------------------------------------------
@@ -98,6 +103,7 @@ typedef enum node_op_kind {
     NODE_OP_SURVEY,      /* collect counts/channels from every worker */
     NODE_OP_USER_ADD,    /* count a connection of user (channel = user); RT_ELIMIT over limit */
     NODE_OP_USER_REMOVE, /* uncount it (no reply) */
+    NODE_OP_EMULATION,   /* forward an /emulation frame to the node holding the session */
 } node_op_kind_t;
 
 /* Runs on the worker that posted the op, which then frees it. */
@@ -154,6 +160,8 @@ struct node_op {
     /* Ops the engine runs for itself (heartbeats, remote surveys): called on the engine
      * instead of answering a worker. */
     void (*engine_done)(node_engine_t *e, node_op_t *op);
+    /* EMULATION: target node uid in remote_uid, session in channel, frame in emu_data. */
+    rt_str_t emu_data;
     uint64_t remote_id; /* engine-internal: survey id of the requesting node */
     char remote_uid[37];
 };
@@ -249,6 +257,9 @@ void node_cluster_shutdown(node_engine_t *e); /* tells the other nodes we leave 
 void node_cluster_on_control(void *ud, rt_str_t data);
 void node_cluster_on_resubscribed(void *ud);
 void node_cluster_publish_command(node_engine_t *e, node_control_t *c);
+/* EMULATION op: sends the frame to the node named in op->remote_uid. 0, RT_ENOTFOUND for a
+ * node not in the registry, or the broker's error. */
+int node_cluster_emulation(node_engine_t *e, node_op_t *op);
 /* A local survey finished: extend it to other nodes (channels), attach the registry
  * (info), or answer. */
 void node_cluster_local_survey_done(node_engine_t *e, node_op_t *op);
@@ -332,7 +343,11 @@ struct node_client {
     node_worker_t *w;           /* borrowed */
     uint64_t id;                /* worker-unique id (map key) */
     char uuid[37];              /* protocol client id */
-    tr_ws_t *ws;                /* borrowed from transports; NULL once closed */
+    node_wire_t wire;           /* how messages travel to this client */
+    const node_codec_t *codec;  /* the wire's encoding */
+    void *tr;                   /* borrowed transport object for wire (tr_ws_t, tr_stream_t,
+                                 * tr_grpc_call_t); NULL once closed */
+    char session[40];           /* emulation/unidirectional session id; "" = none */
     node_client_t *prev, *next; /* worker's client list */
     node_client_state_t state;
     char *user;      /* owned, "" anonymous */
@@ -352,7 +367,8 @@ struct node_client {
     double pong_deadline; /* 0 = no ping outstanding */
     double expire_close_at;
     bool insecure;          /* client.insecure: every operation allowed */
-    bool native_ping;       /* cf_ws_frame_ping_pong=true: WebSocket ping frames, no app pings */
+    bool native_ping;       /* WebSocket ping frames (cf_ws_frame_ping_pong=true, uni WS) */
+    bool app_ping;          /* protocol pings ({} / empty message) */
     bool counted_user;      /* counted by the engine for user_connection_limit */
     char *token_channels;   /* owned: channels granted by the connect token (see client.c) */
     int inflight;           /* commands waiting for an engine answer */
@@ -373,10 +389,13 @@ struct node_worker {
     rt_mailbox_t mailbox;
     tr_loop_t tl;
     tr_http_server_t *http;     /* owned */
+    tr_grpc_server_t *grpc;     /* owned; NULL unless uni_grpc is enabled */
     node_map_t clients;         /* id -> client */
     node_client_t *client_list; /* all clients */
     uint32_t nclients;
     node_map_t hub;      /* channel -> node_hub_chan_t */
+    node_map_t sessions; /* session id -> client (emulation transports) */
+    node_map_t waits;    /* id -> node_http_wait_t: requests waiting for the engine */
     node_map_t api_reqs; /* id -> node_api_req_t */
     uint64_t next_id;
     uint64_t num_subs;
@@ -425,28 +444,71 @@ void node_hub_detach(node_worker_t *w, node_sub_t *sub);
 void node_hub_fanout(node_worker_t *w, broker_pub_t *pub);
 void node_hub_fanout_join(node_worker_t *w, rt_str_t channel, const broker_client_info_t *info,
                           bool leave);
-/* The shared JSON WebSocket frame of pub (encoded once per publication, cached in it).
- * Returns NULL when pub cannot be encoded as JSON (binary data). Borrowed. */
-rt_shared_t *node_hub_pub_frame_json(broker_pub_t *pub);
-/* Counts of encodes done by node_hub_pub_frame_json (for tests). */
+/* The shared frame of pub on wire (encoded once per publication and wire form, cached in
+ * it). Returns NULL when pub cannot be encoded for the wire (binary data to JSON).
+ * Borrowed. */
+rt_shared_t *node_hub_pub_frame(broker_pub_t *pub, node_wire_t wire);
+/* Counts of encodes done by node_hub_pub_frame (for tests). */
 uint64_t node_hub_encode_count(void);
 
 /* client.c (worker thread) */
-/* A new WebSocket connection; returns the handler context. */
-node_client_t *node_client_new(node_worker_t *w, bool protobuf);
-extern const tr_ws_handler_t node_client_ws_handler;
+/* A new session on wire; returns the transport handler context. The caller sets c->tr once
+ * the transport object exists. */
+node_client_t *node_client_new(node_worker_t *w, node_wire_t wire);
+/* Transport events (link.c calls these). */
+void node_client_on_frame(node_client_t *c, const uint8_t *data, size_t len);
+void node_client_on_native_pong(node_client_t *c);
+void node_client_on_link_closed(node_client_t *c);
+/* A unidirectional connect request, already decoded. */
+void node_client_uni_connect(node_client_t *c, const node_cmd_t *cmd);
+/* Emulation: a frame of commands for the session's own encoding (PROTOCOL.md §10.3). */
+void node_client_emulation_frame(node_client_t *c, const uint8_t *data, size_t len);
+
+/* link.c (worker thread): the client's transport. */
+extern const tr_ws_handler_t node_link_ws_handler;
+extern const tr_stream_handler_t node_link_stream_handler;
+int node_link_send(node_client_t *c, rt_bytes_t *frame);
+/* Ends the transport the way the wire signals a disconnect (PROTOCOL.md §6.4). discard:
+ * queued output is dropped first (slow clients). */
+void node_link_close(node_client_t *c, int code, const char *reason, bool discard);
+void node_link_native_ping(node_client_t *c);
+size_t node_link_queued_bytes(const node_client_t *c);
+const char *node_link_remote(const node_client_t *c);
 void node_client_disconnect(node_client_t *c, int code, const char *reason);
 /* Delivers a live publication to one subscription (positioning, buffering). frame: the
- * shared JSON view for this publication in this worker (borrowed), NULL if not encodable. */
+ * shared view of this publication for the client's wire in this worker (borrowed), NULL if
+ * not encodable. */
 void node_client_on_pub(node_sub_t *s, broker_pub_t *pub, rt_bytes_t *frame);
 void node_client_send_frame(node_client_t *c, rt_bytes_t *frame);
-/* Encodes w->scratch as one text frame and sends it. */
+/* Frames w->scratch (one encoded message) for the client's wire and sends it. */
 void node_client_send_scratch(node_client_t *c);
 void node_client_apply_control(node_client_t *c, const node_control_t *ctl);
 void node_client_tick(node_client_t *c, double now);
 /* Compares every positioned subscription with the stream top (insufficient state if
  * publications were missed). */
 void node_client_check_positions(node_client_t *c);
+
+/* http_transports.c, emulation.c (worker thread) */
+bool node_origin_allowed(const node_config_t *cfg, const tr_http_req_t *req);
+bool node_connection_limit_reached(node_worker_t *w);
+/* The worker index a session id names, or -1. */
+int node_session_worker(rt_str_t session, int nworkers);
+void node_handle_http_stream(node_worker_t *w, tr_http_req_t *req);
+/* grpc_uni.c: the worker's uni_grpc listener. 0 or RT_EIO. */
+int node_grpc_uni_listen(node_worker_t *w);
+void node_handle_sse(node_worker_t *w, tr_http_req_t *req);
+void node_handle_emulation(node_worker_t *w, tr_http_req_t *req);
+void node_handle_uni_websocket(node_worker_t *w, tr_http_req_t *req);
+void node_handle_uni_sse(node_worker_t *w, tr_http_req_t *req);
+void node_handle_uni_http_stream(node_worker_t *w, tr_http_req_t *req);
+/* The JSON /emulation envelope {"session":S,"node":N,"data":"<frame as a JSON string>"}:
+ * appends the unescaped fields to the buffers. 0 or RT_EPROTO. */
+int node_emulation_decode_json(rt_str_t body, rt_buf_t *node, rt_buf_t *session, rt_buf_t *data);
+/* Delivers an emulation frame to the session (here or on the node named), answers req. */
+void node_emulation_route(node_worker_t *w, tr_http_req_t *req, rt_str_t node, rt_str_t session,
+                          rt_str_t data);
+/* Any thread: hands an emulation frame to the worker holding session (copied). */
+void node_worker_deliver_emulation(node_worker_t *w, rt_str_t session, rt_str_t data);
 
 /* api.c (worker thread) */
 void node_api_handle(node_worker_t *w, tr_http_req_t *req, rt_str_t method);

@@ -115,6 +115,11 @@ void node_json_reader_init(node_json_reader_t *r, const uint8_t *frame, size_t l
  * returned. Blank lines and a trailing "\n" are allowed. RT_EPROTO is sticky. */
 int node_json_reader_next(node_json_reader_t *r, node_cmd_t *cmd);
 void node_json_reader_cleanup(node_json_reader_t *r);
+/* A bare ConnectRequest (unidirectional transports send one instead of a Command): fills
+ * *cmd as NODE_CMD_CONNECT with id 0, slices valid as for reader_next. Empty input or
+ * `null` is an empty request. r must be initialised (any frame). Returns 0 or RT_EPROTO. */
+int node_json_decode_connect_request(node_json_reader_t *r, const uint8_t *p, size_t n,
+                                     node_cmd_t *cmd);
 
 /* ------------------------------------------------------------------------------------------
  * Replies (server -> client, bidirectional)

@@ -515,6 +515,29 @@ fail:
     return RT_EPROTO;
 }
 
+int node_json_decode_connect_request(node_json_reader_t *r, const uint8_t *p, size_t n,
+                                     node_cmd_t *cmd)
+{
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->type = NODE_CMD_CONNECT;
+    rt_json_doc_cleanup(&r->doc);
+    if (blank((const char *)p, n))
+        return 0;
+    if (rt_json_parse(&r->doc, (const char *)p, n, 0) != 0)
+        return RT_EPROTO;
+    if (r->doc.root->type == RT_JSON_NULL)
+        return 0;
+    rt_buf_reset(&r->scratch);
+    rt_buf_reserve(&r->scratch, n);
+    dec_t d = {.r = r, .scratch_base = r->scratch.p};
+    int rc = dec_connect(&d, r->doc.root, cmd, true);
+    if (rc != 0) {
+        memset(cmd, 0, sizeof(*cmd));
+        cmd->type = NODE_CMD_CONNECT;
+    }
+    return rc;
+}
+
 void node_json_reader_cleanup(node_json_reader_t *r)
 {
     rt_json_doc_cleanup(&r->doc);

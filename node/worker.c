@@ -236,37 +236,40 @@ static void handle_websocket(node_worker_t *w, tr_http_req_t *req)
         tr_http_respond_error(req, 400, "websocket upgrade required");
         return;
     }
-    if (cfg->connection_limit > 0 &&
-        w->nclients * (uint64_t)w->node->nworkers >= (uint64_t)cfg->connection_limit) {
+    if (!node_origin_allowed(cfg, req)) {
+        tr_http_respond_error(req, 403, "origin not allowed");
+        return;
+    }
+    if (node_connection_limit_reached(w)) {
         tr_http_respond_error(req, 503, "connection limit reached");
         return;
     }
-    if (wants_protobuf(req)) {
-        /* Protobuf arrives with the transports issue; refuse clearly instead of talking
-         * JSON to a client that cannot read it. */
-        tr_http_respond_error(req, 501, "protobuf protocol is not supported yet");
-        return;
-    }
+    bool pb = wants_protobuf(req);
     rt_str_t offered = tr_ws_offered_protocols(req);
+    /* The offered subprotocol must be echoed or browsers fail the handshake (§1.5). */
+    const char *subprotocol = NULL;
+    if (offered.p && memmem(offered.p, offered.n, "centrifuge-protobuf", 19))
+        subprotocol = "centrifuge-protobuf";
+    else if (offered.p && memmem(offered.p, offered.n, "centrifuge-json", 15))
+        subprotocol = "centrifuge-json";
     tr_ws_opts_t opts = {
         .max_message_bytes = (size_t)cfg->websocket_message_size_limit,
-        .subprotocol = (offered.p && memmem(offered.p, offered.n, "centrifuge-json", 15))
-                           ? "centrifuge-json"
-                           : NULL,
-        .check_utf8 = true,
+        .subprotocol = subprotocol,
+        .check_utf8 = !pb, /* Protobuf frames carry bytes whatever their opcode */
     };
-    node_client_t *c = node_client_new(w, false);
+    node_client_t *c = node_client_new(w, pb ? NODE_WIRE_WS_PB : NODE_WIRE_WS_JSON);
     rt_buf_t v = RT_BUF_INIT;
     /* Debug mode for wscat/Postman (PROTOCOL.md §5): native pings instead of {} frames. */
     c->native_ping = tr_http_req_query_param(req, "cf_ws_frame_ping_pong", &v) == 0 &&
                      rt_str_eq_c(rt_buf_str(&v), "true");
+    c->app_ping = !c->native_ping;
     rt_buf_cleanup(&v);
     tr_ws_t *ws = NULL;
-    if (tr_ws_upgrade(req, &opts, &node_client_ws_handler, c, &ws) != 0) {
+    if (tr_ws_upgrade(req, &opts, &node_link_ws_handler, c, &ws) != 0) {
         node_client_disconnect(c, 0, NULL); /* frees the never-connected client */
         return;
     }
-    c->ws = ws;
+    c->tr = ws;
     atomic_fetch_add_explicit(&w->node->metrics.connections_accepted, 1, memory_order_relaxed);
     if (atomic_load(&w->node->draining))
         node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
@@ -299,6 +302,30 @@ static void on_request(tr_http_req_t *req, void *ud)
 
     if (!cfg->websocket_disabled && path_is(path, cfg->websocket_prefix)) {
         handle_websocket(w, req);
+        return;
+    }
+    if (cfg->http_stream_enabled && path_is(path, cfg->http_stream_prefix)) {
+        node_handle_http_stream(w, req);
+        return;
+    }
+    if (cfg->sse_enabled && path_is(path, cfg->sse_prefix)) {
+        node_handle_sse(w, req);
+        return;
+    }
+    if ((cfg->sse_enabled || cfg->http_stream_enabled) && path_is(path, cfg->emulation_prefix)) {
+        node_handle_emulation(w, req);
+        return;
+    }
+    if (cfg->uni_websocket_enabled && path_is(path, cfg->uni_websocket_prefix)) {
+        node_handle_uni_websocket(w, req);
+        return;
+    }
+    if (cfg->uni_sse_enabled && path_is(path, cfg->uni_sse_prefix)) {
+        node_handle_uni_sse(w, req);
+        return;
+    }
+    if (cfg->uni_http_stream_enabled && path_is(path, cfg->uni_http_stream_prefix)) {
+        node_handle_uni_http_stream(w, req);
         return;
     }
     if (!cfg->http_api_disabled) {
@@ -356,6 +383,8 @@ static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
     w->stop_phase = 1;
     if (w->http)
         tr_http_server_stop(w->http);
+    if (w->grpc)
+        tr_grpc_server_stop(w->grpc);
     for (node_client_t *c = w->client_list, *next; c; c = next) {
         next = c->next;
         node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
@@ -382,6 +411,8 @@ node_worker_t *node_worker_new(node_t *node, int index)
     tr_loop_init(&w->tl, w->loop, &limits);
     node_map_init(&w->clients);
     node_map_init(&w->hub);
+    node_map_init(&w->sessions);
+    node_map_init(&w->waits);
     node_map_init(&w->api_reqs);
     rt_buf_init(&w->scratch);
     double tick = (double)node->cfg->presence_update_interval_ms / 1000.0;
@@ -407,6 +438,8 @@ int node_worker_listen(node_worker_t *w)
     tr_http_handler_t h = {.on_request = on_request, .ud = w};
     int rc = tr_http_listen(&w->tl, cfg->http_address, cfg->http_port, &h, &w->http);
     if (rc != 0)
+        return rc;
+    if (cfg->uni_grpc_enabled && (rc = node_grpc_uni_listen(w)) != 0)
         return rc;
     rt_mailbox_start(&w->mailbox);
     ev_timer_start(w->loop, &w->tick);
@@ -453,6 +486,7 @@ void node_worker_free(node_worker_t *w)
         return;
     if (w->http)
         tr_http_server_free(w->http);
+    tr_grpc_server_free(w->grpc);
     rt_mailbox_stop(&w->mailbox);
     rt_mailbox_cleanup(&w->mailbox, free_mail);
     ev_timer_stop(w->loop, &w->tick);
@@ -461,6 +495,8 @@ void node_worker_free(node_worker_t *w)
     tr_loop_cleanup(&w->tl);
     node_map_cleanup(&w->clients);
     node_map_cleanup(&w->hub);
+    node_map_cleanup(&w->sessions);
+    node_map_cleanup(&w->waits);
     node_map_cleanup(&w->api_reqs);
     rt_buf_cleanup(&w->scratch);
     ev_loop_destroy(w->loop);

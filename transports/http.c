@@ -18,13 +18,10 @@
 #include "node/base/log.h"
 #include "transports/conn_internal.h"
 #include "transports/http_internal.h"
+#include "transports/listener_internal.h"
 
 /* Header lines per request; beyond this => 431 like an oversized head. */
 #define MAX_HEADERS 128
-/* Accepts per listener wakeup, so a connection storm cannot starve established traffic. */
-#define ACCEPT_BATCH 64
-/* Pause after accept() runs out of descriptors or memory before trying again. */
-#define ACCEPT_RETRY_S 0.1
 
 typedef struct http_conn http_conn_t;
 
@@ -67,9 +64,7 @@ struct http_conn {
 struct tr_http_server {
     tr_loop_t *tl; /* borrowed */
     tr_http_handler_t h;
-    int fd; /* owned listening socket, -1 if none */
-    ev_io accept_w;
-    ev_timer retry_w;
+    tr__listener_t listener;
     http_conn_t *conns; /* live HTTP connections (not upgraded), not owned */
 };
 
@@ -232,7 +227,7 @@ int tr__http_req_version(const tr_http_req_t *req)
 
 /* ---- responses ---- */
 
-static const char *status_text(int status)
+const char *tr__http_status_text(int status)
 {
     switch (status) {
     case 100:
@@ -291,6 +286,8 @@ static const char *status_text(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
         return "Status";
     }
@@ -320,7 +317,7 @@ static void write_response(tr_conn_t *c, int status, const char *content_type, r
     rt_buf_t b = RT_BUF_INIT;
     bool no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
     rt_buf_reserve(&b, 128 + body.n);
-    rt_buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+    rt_buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, tr__http_status_text(status));
     if (content_type)
         rt_buf_printf(&b, "Content-Type: %s\r\n", content_type);
     if (!no_body)
@@ -636,61 +633,9 @@ tr_conn_t *tr__http_req_upgrade(tr_http_req_t *req, rt_bytes_t *head, const tr_c
 
 /* ---- server ---- */
 
-static void format_addr(const struct sockaddr *sa, char *out, size_t n)
+static void on_accept(void *ud, int fd, const char *remote)
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        snprintf(out, n, "%s:%u", ip, (unsigned)ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], ip, sizeof(ip));
-            snprintf(out, n, "%s:%u", ip, (unsigned)ntohs(in6->sin6_port));
-        } else {
-            inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-            snprintf(out, n, "[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
-        }
-    } else {
-        snprintf(out, n, "unix");
-    }
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
-{
-    tr_http_server_t *srv = w->data;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        int fd = accept4(srv->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                RT_LOG_WARN("accept failed, pausing err=%s", strerror(errno));
-                ev_io_stop(loop, &srv->accept_w);
-                ev_timer_set(&srv->retry_w, ACCEPT_RETRY_S, 0.);
-                ev_timer_start(loop, &srv->retry_w);
-            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                RT_LOG_WARN("accept failed err=%s", strerror(errno));
-            }
-            return;
-        }
-        int one = 1;
-        if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
-            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        char remote[64];
-        format_addr((struct sockaddr *)&ss, remote, sizeof(remote));
-        tr__http_server_adopt(srv, fd, remote);
-    }
-}
-
-static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    tr_http_server_t *srv = w->data;
-    if (srv->fd >= 0)
-        ev_io_start(loop, &srv->accept_w);
+    tr__http_server_adopt(ud, fd, remote);
 }
 
 tr_http_server_t *tr__http_server_new(tr_loop_t *tl, const tr_http_handler_t *h)
@@ -698,107 +643,30 @@ tr_http_server_t *tr__http_server_new(tr_loop_t *tl, const tr_http_handler_t *h)
     tr_http_server_t *srv = RT_NEW(tr_http_server_t);
     srv->tl = tl;
     srv->h = *h;
-    srv->fd = -1;
-    ev_init(&srv->accept_w, on_accept);
-    srv->accept_w.data = srv;
-    ev_init(&srv->retry_w, on_accept_retry);
-    srv->retry_w.data = srv;
+    tr__listener_init(&srv->listener, tl, on_accept, srv);
     return srv;
-}
-
-static int open_listener(const char *addr, int port)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof(ss));
-    if (addr == NULL || addr[0] == '\0') {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_addr = in6addr_any;
-        in6->sin6_port = htons((uint16_t)port);
-        sl = sizeof(*in6);
-    } else {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
-            in->sin_family = AF_INET;
-            in->sin_port = htons((uint16_t)port);
-            sl = sizeof(*in);
-        } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
-            in6->sin6_family = AF_INET6;
-            in6->sin6_port = htons((uint16_t)port);
-            sl = sizeof(*in6);
-        } else {
-            RT_LOG_ERROR("listen address is not numeric addr=%s", addr);
-            return -1;
-        }
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 && ss.ss_family == AF_INET6 && (addr == NULL || addr[0] == '\0')) {
-        /* No IPv6 on this host: all IPv4 interfaces instead. */
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        memset(&ss, 0, sizeof(ss));
-        in->sin_family = AF_INET;
-        in->sin_addr.s_addr = htonl(INADDR_ANY);
-        in->sin_port = htons((uint16_t)port);
-        sl = sizeof(*in);
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    }
-    if (fd < 0) {
-        RT_LOG_ERROR("socket failed err=%s", strerror(errno));
-        return -1;
-    }
-    int one = 1, zero = 0;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        (ss.ss_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) != 0)) {
-        RT_LOG_ERROR("setsockopt failed err=%s", strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
-        RT_LOG_ERROR("bind/listen failed addr=%s port=%d err=%s", addr ? addr : "", port,
-                     strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 int tr_http_listen(tr_loop_t *tl, const char *addr, int port, const tr_http_handler_t *h,
                    tr_http_server_t **out)
 {
-    int fd = open_listener(addr, port);
-    if (fd < 0)
-        return RT_EIO;
     tr_http_server_t *srv = tr__http_server_new(tl, h);
-    srv->fd = fd;
-    ev_io_set(&srv->accept_w, fd, EV_READ);
-    ev_io_start(tl->loop, &srv->accept_w);
+    if (tr__listener_open(&srv->listener, addr, port, "http") != 0) {
+        tr_http_server_free(srv);
+        return RT_EIO;
+    }
     *out = srv;
     return 0;
 }
 
 int tr__http_server_port(const tr_http_server_t *srv)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    if (srv->fd < 0 || getsockname(srv->fd, (struct sockaddr *)&ss, &sl) != 0)
-        return -1;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return tr__listener_port(&srv->listener);
 }
 
 void tr_http_server_stop(tr_http_server_t *srv)
 {
-    ev_io_stop(srv->tl->loop, &srv->accept_w);
-    ev_timer_stop(srv->tl->loop, &srv->retry_w);
-    if (srv->fd >= 0) {
-        close(srv->fd);
-        srv->fd = -1;
-    }
+    tr__listener_close(&srv->listener);
 }
 
 void tr_http_server_free(tr_http_server_t *srv)

@@ -22,6 +22,8 @@ int tr__http_server_port(const tr_http_server_t *srv);
  * already gone (req is consumed either way). */
 tr_conn_t *tr__http_req_upgrade(tr_http_req_t *req, rt_bytes_t *head, const tr_conn_ops_t *ops,
                                 void *proto);
+/* Reason phrase of an HTTP status ("Status" when unknown). */
+const char *tr__http_status_text(int status);
 /* HTTP version of req as major * 10 + minor (11 for HTTP/1.1). */
 int tr__http_req_version(const tr_http_req_t *req);
 
