@@ -30,8 +30,8 @@ typedef struct broker_pos {
  * reference to keep it. */
 typedef struct broker_sink {
     void (*on_publication)(void *ud, broker_pub_t *pub);
-    void (*on_join)(void *ud, rt_str_t channel, const broker_client_info_t *info);
-    void (*on_leave)(void *ud, rt_str_t channel, const broker_client_info_t *info);
+    void (*on_join)(void *ud, rt_str_t channel, const rt_client_info_t *info);
+    void (*on_leave)(void *ud, rt_str_t channel, const rt_client_info_t *info);
     /* A control message from another node (SERVER.md §3.10); data borrowed. May be NULL. */
     void (*on_control)(void *ud, rt_str_t data);
     /* Channel subscriptions were lost and are back (PUB/SUB reconnect): publications may
@@ -88,8 +88,8 @@ typedef struct broker_vtbl {
      * client, as Centrifugo waits for the Redis SUBSCRIBE. */
     int (*subscribed_wait)(broker_t *b, rt_str_t channel, broker_done_cb cb, void *ud);
     int (*publish)(broker_t *b, const broker_publish_req_t *req, broker_publish_cb cb, void *ud);
-    int (*publish_join)(broker_t *b, rt_str_t channel, const broker_client_info_t *info);
-    int (*publish_leave)(broker_t *b, rt_str_t channel, const broker_client_info_t *info);
+    int (*publish_join)(broker_t *b, rt_str_t channel, const rt_client_info_t *info);
+    int (*publish_leave)(broker_t *b, rt_str_t channel, const rt_client_info_t *info);
     int (*history)(broker_t *b, const broker_history_req_t *req, broker_history_cb cb, void *ud);
     int (*history_remove)(broker_t *b, rt_str_t channel, broker_done_cb cb, void *ud);
     /* Sends data to every other node (target_uid empty) or to one node. Fire and forget:
@@ -126,13 +126,11 @@ static inline int broker_publish(broker_t *b, const broker_publish_req_t *req, b
 {
     return b->vt->publish(b, req, cb, ud);
 }
-static inline int broker_publish_join(broker_t *b, rt_str_t channel,
-                                      const broker_client_info_t *info)
+static inline int broker_publish_join(broker_t *b, rt_str_t channel, const rt_client_info_t *info)
 {
     return b->vt->publish_join(b, channel, info);
 }
-static inline int broker_publish_leave(broker_t *b, rt_str_t channel,
-                                       const broker_client_info_t *info)
+static inline int broker_publish_leave(broker_t *b, rt_str_t channel, const rt_client_info_t *info)
 {
     return b->vt->publish_leave(b, channel, info);
 }

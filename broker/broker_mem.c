@@ -16,11 +16,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "broker/table.h"
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
 #include "node/base/err.h"
 #include "node/base/rand.h"
+#include "node/base/table.h"
 #include "node/base/time.h"
 
 #define EPOCH_LEN        8
@@ -33,9 +33,9 @@ typedef struct hist_entry {
 } hist_entry_t;
 
 typedef struct mem_chan {
-    broker_table_node_t node; /* key: name below */
-    bool subscribed;          /* this node called broker_subscribe() */
-    bool has_stream;          /* epoch/top/ring are meaningful */
+    rt_table_node_t node; /* key: name below */
+    bool subscribed;      /* this node called broker_subscribe() */
+    bool has_stream;      /* epoch/top/ring are meaningful */
     char epoch[EPOCH_LEN + 1];
     uint64_t top;             /* offset of the newest publication ever appended */
     ev_tstamp meta_expire_at; /* loop time; 0 = never */
@@ -50,10 +50,10 @@ typedef struct mem_chan {
 
 typedef struct idem_entry idem_entry_t;
 struct idem_entry {
-    broker_table_node_t node; /* key: composite key below */
-    idem_entry_t *next;       /* FIFO (expiry order); owned by the broker */
-    ev_tstamp expire_at;      /* loop time */
-    uint64_t offset;          /* original position; 0/"" without history */
+    rt_table_node_t node; /* key: composite key below */
+    idem_entry_t *next;   /* FIFO (expiry order); owned by the broker */
+    ev_tstamp expire_at;  /* loop time */
+    uint64_t offset;      /* original position; 0/"" without history */
     char epoch[EPOCH_LEN + 1];
     char key[];
 };
@@ -76,8 +76,8 @@ struct mem_op {
     char epoch[EPOCH_LEN + 1];
     broker_pub_t **pubs; /* OP_HISTORY: owned array of npubs owned references */
     size_t npubs;
-    rt_str_t channel;          /* OP_JOIN/OP_LEAVE: points into bytes[] */
-    broker_client_info_t info; /* OP_JOIN/OP_LEAVE: points into bytes[] */
+    rt_str_t channel;      /* OP_JOIN/OP_LEAVE: points into bytes[] */
+    rt_client_info_t info; /* OP_JOIN/OP_LEAVE: points into bytes[] */
     char bytes[];
 };
 
@@ -86,8 +86,8 @@ typedef struct broker_mem {
     struct ev_loop *loop; /* borrowed */
     ev_timer defer;       /* zero timer: runs the queue on the next iteration */
     ev_timer sweep;       /* periodic expiry; does not keep the loop alive */
-    broker_table_t chans; /* of mem_chan_t, owned */
-    broker_table_t idem;  /* of idem_entry_t, owned through the FIFO */
+    rt_table_t chans;     /* of mem_chan_t, owned */
+    rt_table_t idem;      /* of idem_entry_t, owned through the FIFO */
     idem_entry_t *idem_head, *idem_tail;
     size_t nsubscribed;
     mem_op_t *queue; /* owned FIFO of pending completions */
@@ -171,8 +171,8 @@ static void ring_push(mem_chan_t *c, broker_pub_t *pub, ev_tstamp expire_at, siz
 
 static mem_chan_t *chan_find(broker_mem_t *b, rt_str_t name)
 {
-    broker_table_node_t *n = broker_table_find(&b->chans, name);
-    return n ? BROKER_TABLE_ENTRY(n, mem_chan_t, node) : NULL;
+    rt_table_node_t *n = rt_table_find(&b->chans, name);
+    return n ? RT_TABLE_ENTRY(n, mem_chan_t, node) : NULL;
 }
 
 static mem_chan_t *chan_get(broker_mem_t *b, rt_str_t name)
@@ -184,7 +184,7 @@ static mem_chan_t *chan_get(broker_mem_t *b, rt_str_t name)
     memcpy(c->name, name.p, name.n);
     c->name[name.n] = '\0';
     c->node.key = rt_str_from(c->name, name.n);
-    broker_table_insert(&b->chans, &c->node);
+    rt_table_insert(&b->chans, &c->node);
     return c;
 }
 
@@ -204,7 +204,7 @@ static void stream_reset(mem_chan_t *c)
 
 static void chan_free(broker_mem_t *b, mem_chan_t *c)
 {
-    broker_table_remove(&b->chans, &c->node);
+    rt_table_remove(&b->chans, &c->node);
     stream_reset(c);
     rt_free(c);
 }
@@ -265,7 +265,7 @@ static void idem_expire(broker_mem_t *b, ev_tstamp now)
         b->idem_head = e->next;
         if (b->idem_head == NULL)
             b->idem_tail = NULL;
-        broker_table_remove(&b->idem, &e->node);
+        rt_table_remove(&b->idem, &e->node);
         rt_free(e);
     }
 }
@@ -275,9 +275,9 @@ static idem_entry_t *idem_find(broker_mem_t *b, rt_str_t channel, rt_str_t key, 
     idem_expire(b, now);
     size_t n;
     char *k = idem_key(channel, key, &n);
-    broker_table_node_t *node = broker_table_find(&b->idem, rt_str_from(k, n));
+    rt_table_node_t *node = rt_table_find(&b->idem, rt_str_from(k, n));
     rt_free(k);
-    return node ? BROKER_TABLE_ENTRY(node, idem_entry_t, node) : NULL;
+    return node ? RT_TABLE_ENTRY(node, idem_entry_t, node) : NULL;
 }
 
 static void idem_remember(broker_mem_t *b, rt_str_t channel, rt_str_t key, ev_tstamp now,
@@ -292,7 +292,7 @@ static void idem_remember(broker_mem_t *b, rt_str_t channel, rt_str_t key, ev_ts
     e->expire_at = now + IDEM_WINDOW_S;
     e->offset = offset;
     snprintf(e->epoch, sizeof(e->epoch), "%s", epoch);
-    broker_table_insert(&b->idem, &e->node);
+    rt_table_insert(&b->idem, &e->node);
     if (b->idem_tail)
         b->idem_tail->next = e;
     else
@@ -405,19 +405,19 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     broker_mem_t *b = w->data;
     ev_tstamp now = ev_now(loop);
-    broker_table_iter_t it;
+    rt_table_iter_t it;
 
     idem_expire(b, now);
-    broker_table_iter_init(&it, &b->chans);
-    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
-        mem_chan_t *c = BROKER_TABLE_ENTRY(n, mem_chan_t, node);
+    rt_table_iter_init(&it, &b->chans);
+    for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;) {
+        mem_chan_t *c = RT_TABLE_ENTRY(n, mem_chan_t, node);
         if (meta_expired(c, now))
             stream_reset(c);
         ring_prune(c, now);
         chan_maybe_free(b, c);
     }
-    broker_table_shrink(&b->chans);
-    broker_table_shrink(&b->idem);
+    rt_table_shrink(&b->chans);
+    rt_table_shrink(&b->idem);
 }
 
 /* ---- vtable ---- */
@@ -612,7 +612,7 @@ static rt_str_t put(char **cursor, rt_str_t s)
 }
 
 static int join_leave(broker_t *base, enum op_kind kind, rt_str_t channel,
-                      const broker_client_info_t *info)
+                      const rt_client_info_t *info)
 {
     broker_mem_t *b = from_base(base);
     if (b->closing)
@@ -631,12 +631,12 @@ static int join_leave(broker_t *base, enum op_kind kind, rt_str_t channel,
     return 0;
 }
 
-static int mem_publish_join(broker_t *base, rt_str_t channel, const broker_client_info_t *info)
+static int mem_publish_join(broker_t *base, rt_str_t channel, const rt_client_info_t *info)
 {
     return join_leave(base, OP_JOIN, channel, info);
 }
 
-static int mem_publish_leave(broker_t *base, rt_str_t channel, const broker_client_info_t *info)
+static int mem_publish_leave(broker_t *base, rt_str_t channel, const rt_client_info_t *info)
 {
     return join_leave(base, OP_LEAVE, channel, info);
 }
@@ -676,17 +676,17 @@ static void mem_destroy(broker_t *base)
     ev_ref(b->loop); /* balance the ev_unref of the sweep timer */
     ev_timer_stop(b->loop, &b->sweep);
 
-    broker_table_iter_t it;
-    broker_table_iter_init(&it, &b->chans);
-    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;)
-        chan_free(b, BROKER_TABLE_ENTRY(n, mem_chan_t, node));
-    broker_table_cleanup(&b->chans);
+    rt_table_iter_t it;
+    rt_table_iter_init(&it, &b->chans);
+    for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;)
+        chan_free(b, RT_TABLE_ENTRY(n, mem_chan_t, node));
+    rt_table_cleanup(&b->chans);
     while (b->idem_head != NULL) {
         idem_entry_t *e = b->idem_head;
         b->idem_head = e->next;
         rt_free(e);
     }
-    broker_table_cleanup(&b->idem);
+    rt_table_cleanup(&b->idem);
     rt_free(b);
 }
 
@@ -719,8 +719,8 @@ broker_t *broker_mem_new(struct ev_loop *loop, const broker_sink_t *sink)
     if (sink != NULL)
         b->base.sink = *sink;
     b->loop = loop;
-    broker_table_init(&b->chans);
-    broker_table_init(&b->idem);
+    rt_table_init(&b->chans);
+    rt_table_init(&b->idem);
     b->queue_tail = &b->queue;
     ev_timer_init(&b->defer, on_defer, 0., 0.);
     b->defer.data = b;

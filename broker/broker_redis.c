@@ -32,13 +32,14 @@
 #include <string.h>
 
 #include "broker/pubcodec.h"
-#include "broker/table.h"
+#include "broker/rds_shard.h"
 #include "broker_lua.h"
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
 #include "node/base/err.h"
 #include "node/base/log.h"
 #include "node/base/rand.h"
+#include "node/base/table.h"
 #include "node/base/time.h"
 
 #define EPOCH_LEN         8
@@ -79,7 +80,7 @@ struct shard {
 };
 
 typedef struct sub_chan {
-    broker_table_node_t node; /* key: name below */
+    rt_table_node_t node; /* key: name below */
     sps_t *at;   /* borrowed: the sharded connection holding it; NULL otherwise or when lost */
     char name[]; /* channel, NUL-terminated */
 } sub_chan_t;
@@ -89,12 +90,12 @@ struct broker_redis {
     struct ev_loop *loop; /* borrowed */
     shard_t *shards;      /* owned array of nshards (>= 1) */
     size_t nshards;
-    char *prefix;        /* owned */
-    char *control_ch;    /* owned: P.control */
-    char *node_ch;       /* owned: P.node.<uid> */
-    broker_table_t subs; /* of sub_chan_t, owned */
-    size_t control_rr;   /* next shard tried for a control publish */
-    ev_timer ps_watch;   /* repeating PS_WATCH_S while any shard is a cluster */
+    char *prefix;      /* owned */
+    char *control_ch;  /* owned: P.control */
+    char *node_ch;     /* owned: P.node.<uid> */
+    rt_table_t subs;   /* of sub_chan_t, owned */
+    size_t control_rr; /* next shard tried for a control publish */
+    ev_timer ps_watch; /* repeating PS_WATCH_S while any shard is a cluster */
     rds_script_t publish_stream, publish_idempotent, history_stream;
     bool closing; /* destroy in progress: new requests fail with RT_ECLOSED */
     broker_redis_stats_t stats;
@@ -109,46 +110,9 @@ static broker_redis_t *from_base(broker_t *b)
     return (broker_redis_t *)(void *)b;
 }
 
-/* ---- consistent hashing (SERVER.md §3.13) ---- */
-
-static uint64_t fnv1a64(rt_str_t s)
-{
-    uint64_t h = UINT64_C(14695981039346656037);
-    for (size_t i = 0; i < s.n; i++) {
-        h ^= (uint8_t)s.p[i];
-        h *= UINT64_C(1099511628211);
-    }
-    return h;
-}
-
-/* Lamping & Veach, with the floating point of the reference implementations: the spec's
- * vectors depend on it. */
-static int64_t jump_hash(uint64_t key, int64_t n)
-{
-    int64_t b = -1, j = 0;
-    while (j < n) {
-        b = j;
-        key = key * UINT64_C(2862933555777941757) + 1;
-        j = (int64_t)((double)(b + 1) * (2147483648.0 / (double)((key >> 33) + 1)));
-    }
-    return b;
-}
-
-size_t broker_redis_shard_of(rt_str_t channel, size_t n)
-{
-    if (n <= 1)
-        return 0;
-    return (size_t)jump_hash(fnv1a64(channel), (int64_t)n);
-}
-
-uint64_t broker_redis__fnv1a64(rt_str_t s)
-{
-    return fnv1a64(s);
-}
-
 static shard_t *shard_for(broker_redis_t *b, rt_str_t channel)
 {
-    return &b->shards[broker_redis_shard_of(channel, b->nshards)];
+    return &b->shards[rds_shard_of(channel, b->nshards)];
 }
 
 /* ---- command arguments ---- */
@@ -424,7 +388,7 @@ static void on_fire_reply(int status, const redisReply *r, void *ud)
     log_reply_status(ud, status, r);
 }
 
-static int join_leave(broker_t *base, bool join, rt_str_t channel, const broker_client_info_t *info)
+static int join_leave(broker_t *base, bool join, rt_str_t channel, const rt_client_info_t *info)
 {
     broker_redis_t *b = from_base(base);
     if (b->closing)
@@ -450,12 +414,12 @@ static int join_leave(broker_t *base, bool join, rt_str_t channel, const broker_
     return rc;
 }
 
-static int redis_publish_join(broker_t *base, rt_str_t channel, const broker_client_info_t *info)
+static int redis_publish_join(broker_t *base, rt_str_t channel, const rt_client_info_t *info)
 {
     return join_leave(base, true, channel, info);
 }
 
-static int redis_publish_leave(broker_t *base, rt_str_t channel, const broker_client_info_t *info)
+static int redis_publish_leave(broker_t *base, rt_str_t channel, const rt_client_info_t *info)
 {
     return join_leave(base, false, channel, info);
 }
@@ -679,8 +643,8 @@ static int redis_history_remove(broker_t *base, rt_str_t channel, broker_done_cb
 
 static sub_chan_t *sub_find(broker_redis_t *b, rt_str_t channel)
 {
-    broker_table_node_t *n = broker_table_find(&b->subs, channel);
-    return n ? BROKER_TABLE_ENTRY(n, sub_chan_t, node) : NULL;
+    rt_table_node_t *n = rt_table_find(&b->subs, channel);
+    return n ? RT_TABLE_ENTRY(n, sub_chan_t, node) : NULL;
 }
 
 static char *pubsub_name(const broker_redis_t *b, const shard_t *sh, rt_str_t channel, size_t *n)
@@ -848,12 +812,12 @@ static void sps_reroute(shard_t *sh)
 {
     broker_redis_t *b = sh->b;
     size_t moved = 0;
-    broker_table_iter_t it;
-    broker_table_iter_init(&it, &b->subs);
-    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
+    rt_table_iter_t it;
+    rt_table_iter_init(&it, &b->subs);
+    for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;) {
         if (shard_for(b, n->key) != sh)
             continue;
-        sub_chan_t *sub = BROKER_TABLE_ENTRY(n, sub_chan_t, node);
+        sub_chan_t *sub = RT_TABLE_ENTRY(n, sub_chan_t, node);
         size_t len;
         char *name = pubsub_name(b, sh, n->key, &len);
         sps_t *to = sps_for(sh, rt_str_from(name, len));
@@ -913,7 +877,7 @@ static int subscribe_sharded(broker_redis_t *b, shard_t *sh, rt_str_t channel)
     memcpy(sub->name, channel.p, channel.n);
     sub->node.key = rt_str_from(sub->name, channel.n);
     sub->at = s;
-    broker_table_insert(&b->subs, &sub->node);
+    rt_table_insert(&b->subs, &sub->node);
     return 0;
 }
 
@@ -944,7 +908,7 @@ static int redis_subscribe(broker_t *base, rt_str_t channel)
     sub_chan_t *s = rt_calloc(1, sizeof(*s) + channel.n + 1);
     memcpy(s->name, channel.p, channel.n);
     s->node.key = rt_str_from(s->name, channel.n);
-    broker_table_insert(&b->subs, &s->node);
+    rt_table_insert(&b->subs, &s->node);
     return 0;
 }
 
@@ -985,7 +949,7 @@ static int redis_unsubscribe(broker_t *base, rt_str_t channel)
      * resubscribed. Any other failure keeps it so the node's retry reaches Redis. */
     if (rc != 0 && rc != RT_ECLOSED)
         return rc;
-    broker_table_remove(&b->subs, &s->node);
+    rt_table_remove(&b->subs, &s->node);
     rt_free(s);
     return 0;
 }
@@ -1079,9 +1043,9 @@ static void ps_start(shard_t *sh, const rds_addr_t *addr)
         RT_LOG_ERROR("redis control subscribe failed shard=%zu: %s", sh->index, rt_strerror(rc));
     if (sh->sharded)
         return; /* the channels live on the shard's sharded connections */
-    broker_table_iter_t it;
-    broker_table_iter_init(&it, &b->subs);
-    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
+    rt_table_iter_t it;
+    rt_table_iter_init(&it, &b->subs);
+    for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;) {
         if (shard_for(b, n->key) != sh)
             continue;
         size_t len;
@@ -1185,13 +1149,13 @@ static void redis_destroy(broker_t *base)
     }
     rt_free(b->shards);
 
-    broker_table_iter_t it;
-    broker_table_iter_init(&it, &b->subs);
-    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
-        broker_table_remove(&b->subs, n);
-        rt_free(BROKER_TABLE_ENTRY(n, sub_chan_t, node));
+    rt_table_iter_t it;
+    rt_table_iter_init(&it, &b->subs);
+    for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;) {
+        rt_table_remove(&b->subs, n);
+        rt_free(RT_TABLE_ENTRY(n, sub_chan_t, node));
     }
-    broker_table_cleanup(&b->subs);
+    rt_table_cleanup(&b->subs);
     rt_free(b->prefix);
     rt_free(b->control_ch);
     rt_free(b->node_ch);
@@ -1235,7 +1199,7 @@ broker_t *broker_redis_new(struct ev_loop *loop, const broker_sink_t *sink,
     char *node_prefix = concat(b->prefix, ".node.");
     b->node_ch = concat(node_prefix, opts->node_uid != NULL ? opts->node_uid : "");
     rt_free(node_prefix);
-    broker_table_init(&b->subs);
+    rt_table_init(&b->subs);
     rds_script_init(&b->publish_stream, "publish_stream", broker_publish_stream);
     rds_script_init(&b->publish_idempotent, "publish_idempotent", broker_publish_idempotent);
     rds_script_init(&b->history_stream, "history_stream", broker_history_stream);

@@ -1,6 +1,7 @@
 /* The Redis broker (SERVER.md §3.3-3.7, §3.10-3.13): history streams and publish scripts,
  * one PUB/SUB subscription per channel per node, the control channel between nodes, and
- * channels spread over several Redis shards by consistent hashing. Engine loop only. */
+ * channels spread over several Redis shards by consistent hashing (broker/rds_shard.h).
+ * Engine loop only. */
 #ifndef RT_BROKER_REDIS_H
 #define RT_BROKER_REDIS_H
 
@@ -24,9 +25,5 @@ typedef struct broker_redis_opts {
  * unreachable shards make broker_ready() false until they connect. */
 broker_t *broker_redis_new(struct ev_loop *loop, const broker_sink_t *sink,
                            const broker_redis_opts_t *opts);
-
-/* Index of the shard that owns channel among n (SERVER.md §3.13: jump consistent hash of
- * the channel's FNV-1a 64-bit hash). Exposed for tests against the spec's vectors. */
-size_t broker_redis_shard_of(rt_str_t channel, size_t n);
 
 #endif

@@ -16,7 +16,5 @@ typedef struct broker_redis_stats {
 
 /* Copies the counters of b (from broker_redis_new()) into out. */
 void broker_redis__stats(broker_t *b, broker_redis_stats_t *out);
-/* FNV-1a 64-bit of s (SERVER.md §3.13), exposed for the spec's test vectors. */
-uint64_t broker_redis__fnv1a64(rt_str_t s);
 
 #endif

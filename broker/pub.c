@@ -1,9 +1,21 @@
 #include "broker/pub.h"
 
+#include <sched.h>
 #include <string.h>
 
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
+
+/* Slot states besides a frame: being encoded by some thread, or known not encodable. Two
+ * distinct addresses no allocation can have. */
+static char slot_marks[2];
+#define ENCODING    ((rt_shared_t *)(void *)&slot_marks[0])
+#define UNENCODABLE ((rt_shared_t *)(void *)&slot_marks[1])
+
+static bool is_frame(const rt_shared_t *f)
+{
+    return f != NULL && f != ENCODING && f != UNENCODABLE;
+}
 
 /* Appends s plus a NUL at *cursor; returns the copy as a slice into the allocation. */
 static rt_str_t put(char **cursor, rt_str_t s)
@@ -74,26 +86,41 @@ void broker_pub_unref(broker_pub_t *p)
     RT_ASSERT(prev > 0);
     if (prev != 1)
         return;
-    for (int i = 0; i < BROKER_PUB_FRAME_SLOTS; i++)
-        rt_shared_unref(atomic_load_explicit(&p->frames[i], memory_order_acquire));
+    for (int i = 0; i < BROKER_PUB_FRAME_SLOTS; i++) {
+        rt_shared_t *f = atomic_load_explicit(&p->frames[i], memory_order_acquire);
+        if (is_frame(f))
+            rt_shared_unref(f);
+    }
     rt_free(p);
 }
 
 rt_shared_t *broker_pub_frame(broker_pub_t *p, int slot)
 {
     RT_ASSERT(slot >= 0 && slot < BROKER_PUB_FRAME_SLOTS);
-    return atomic_load_explicit(&p->frames[slot], memory_order_acquire);
+    rt_shared_t *f = atomic_load_explicit(&p->frames[slot], memory_order_acquire);
+    return is_frame(f) ? f : NULL;
 }
 
-rt_shared_t *broker_pub_set_frame(broker_pub_t *p, int slot, rt_shared_t *frame)
+rt_shared_t *broker_pub_frame_get(broker_pub_t *p, int slot, broker_pub_encode_fn encode, void *ud)
 {
     RT_ASSERT(slot >= 0 && slot < BROKER_PUB_FRAME_SLOTS);
-    rt_shared_t *expected = NULL;
-    if (atomic_compare_exchange_strong_explicit(&p->frames[slot], &expected, frame,
-                                                memory_order_acq_rel, memory_order_acquire))
-        return frame;
-    /* Another thread encoded the same frame first: both encodings are identical, keep the
-     * cached one so every subscriber shares one buffer. */
-    rt_shared_unref(frame);
-    return expected;
+    _Atomic(rt_shared_t *) *cell = &p->frames[slot];
+    rt_shared_t *f = atomic_load_explicit(cell, memory_order_acquire);
+    if (f == NULL) {
+        rt_shared_t *expected = NULL;
+        if (atomic_compare_exchange_strong_explicit(cell, &expected, ENCODING, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            rt_shared_t *made = encode(p, slot, ud);
+            atomic_store_explicit(cell, made ? made : UNENCODABLE, memory_order_release);
+            return made;
+        }
+        f = expected;
+    }
+    /* Another worker is encoding this very frame: its result is microseconds away. */
+    for (unsigned spins = 0; f == ENCODING; spins++) {
+        if (spins > 64)
+            sched_yield();
+        f = atomic_load_explicit(cell, memory_order_acquire);
+    }
+    return is_frame(f) ? f : NULL;
 }

@@ -13,15 +13,8 @@
 #include <stdint.h>
 
 #include "node/base/bytes.h"
+#include "node/base/client_info.h"
 #include "node/base/str.h"
-
-/* ClientInfo of the protocol. All slices borrowed from whoever owns the struct. */
-typedef struct broker_client_info {
-    rt_str_t user;
-    rt_str_t client;
-    rt_str_t conn_info; /* raw JSON or binary bytes; empty = absent */
-    rt_str_t chan_info; /* raw JSON or binary bytes; empty = absent */
-} broker_client_info_t;
 
 typedef struct broker_tag {
     rt_str_t key;
@@ -36,7 +29,7 @@ typedef struct broker_pub {
     rt_str_t data;    /* payload bytes */
     bool data_binary; /* published with b64data: not JSON, cannot go to JSON clients */
     bool has_info;    /* info below is set (client publications) */
-    broker_client_info_t info;
+    rt_client_info_t info;
     uint64_t offset; /* stream offset, 0 = channel without history */
     rt_str_t epoch;  /* stream epoch; empty without history */
     int64_t time_ms; /* Unix ms when the broker accepted it */
@@ -52,7 +45,7 @@ typedef struct broker_pub_fields {
     rt_str_t channel;
     rt_str_t data;
     bool data_binary;
-    const broker_client_info_t *info; /* NULL = no info */
+    const rt_client_info_t *info; /* NULL = no info */
     const broker_tag_t *tags;
     size_t ntags;
     bool delta;
@@ -67,10 +60,17 @@ broker_pub_t *broker_pub_ref(broker_pub_t *p);
 /* Drops a reference; at zero frees the publication and its cached frames. NULL ok. */
 void broker_pub_unref(broker_pub_t *p);
 
-/* Returns the cached frame of slot, or NULL. The reference stays with the publication. */
+/* Returns the cached frame of slot, or NULL (none yet, being encoded, or not encodable).
+ * The reference stays with the publication. */
 rt_shared_t *broker_pub_frame(broker_pub_t *p, int slot);
-/* Stores frame in slot unless another thread was first. Takes ownership of frame. Returns
- * the frame now cached (frame itself, or the winner's when frame lost and was freed). */
-rt_shared_t *broker_pub_set_frame(broker_pub_t *p, int slot, rt_shared_t *frame);
+
+/* Encodes p for a slot: a new frame (ownership passes to the publication), or NULL when p
+ * cannot take that form. */
+typedef rt_shared_t *(*broker_pub_encode_fn)(const broker_pub_t *p, int slot, void *ud);
+/* The frame of slot, encoded exactly once per publication whatever the number of threads
+ * asking at the same time: the first caller claims the slot and runs encode, the others
+ * wait for its result (encoding takes microseconds). Returns the cached frame (borrowed)
+ * or NULL when encode returned NULL (remembered: later calls do not encode again). */
+rt_shared_t *broker_pub_frame_get(broker_pub_t *p, int slot, broker_pub_encode_fn encode, void *ud);
 
 #endif

@@ -1,19 +1,19 @@
 /* What travels through Redis for a channel (SERVER.md §3.4, §7.2): the one place that
- * defines rotor's MessagePack layout of publications and ClientInfo, and the framing of
- * messages on a channel's PUB/SUB (`P.client.C`).
+ * defines rotor's MessagePack layout of publications, and the framing of messages on a
+ * channel's PUB/SUB (`P.client.C`).
  *
  * Publication = MessagePack map with integer keys (Protobuf field numbers of Centrifugo's
  * protocol.Publication), empty/false fields omitted:
  *
  *     4   data         bin          payload bytes
- *     5   info         map          ClientInfo below (client-side publications)
+ *     5   info         map          ClientInfo (client-side publications)
  *     7   tags         map str->str
  *     8   delta        bool         publisher asked for delta delivery
  *     9   time         int          Unix ms when the broker accepted it
  *     100 data_binary  bool         rotor only: data came as b64data and is not JSON
  *
- * ClientInfo = map {1 user str, 2 client str, 3 conn_info bin, 4 chan_info bin}, same
- * omission rule. Offsets and epochs are never inside the publication: they come from the
+ * ClientInfo, here and in join/leave, is broker/rds_info.h's encoding (shared with Redis
+ * presence). Offsets and epochs are never inside the publication: they come from the
  * `__p1`/`__d1` header or the stream entry ID and the stream meta.
  *
  * A map always starts with 0x80-0x8f/0xde/0xdf, so an encoded publication can never start
@@ -36,6 +36,7 @@
 
 #include "broker/pub.h"
 #include "node/base/buf.h"
+#include "node/base/client_info.h"
 #include "node/base/str.h"
 
 enum {
@@ -47,25 +48,16 @@ enum {
     BROKER_PC_PUB_DATA_BINARY = 100,
 };
 
-enum {
-    BROKER_PC_INFO_USER = 1,
-    BROKER_PC_INFO_CLIENT = 2,
-    BROKER_PC_INFO_CONN_INFO = 3,
-    BROKER_PC_INFO_CHAN_INFO = 4,
-};
-
 /* Longest epoch a decoder accepts in a header (the scripts write 8 letters). */
 #define BROKER_PC_MAX_EPOCH 64
 
 /* Appends the publication encoding of f's data, data_binary, info, tags, delta and time_ms
  * to out (channel, offset and epoch are not encoded). */
 void broker_pc_encode_pub(rt_buf_t *out, const broker_pub_fields_t *f);
-/* Appends the ClientInfo encoding of info to out. */
-void broker_pc_encode_info(rt_buf_t *out, const broker_client_info_t *info);
 
 /* Framing helpers: append "__j__"/"__l__" + info, and "__p1:<offset>:<epoch>__" + pub. */
-void broker_pc_encode_join(rt_buf_t *out, const broker_client_info_t *info);
-void broker_pc_encode_leave(rt_buf_t *out, const broker_client_info_t *info);
+void broker_pc_encode_join(rt_buf_t *out, const rt_client_info_t *info);
+void broker_pc_encode_leave(rt_buf_t *out, const rt_client_info_t *info);
 void broker_pc_encode_positioned(rt_buf_t *out, uint64_t offset, rt_str_t epoch,
                                  const broker_pub_fields_t *f);
 
@@ -74,7 +66,7 @@ void broker_pc_encode_positioned(rt_buf_t *out, uint64_t offset, rt_str_t epoch,
  * owned (rt_malloc) and released by broker_pc_pub_cleanup(). */
 typedef struct broker_pc_pub {
     broker_pub_fields_t fields; /* channel, offset and epoch left for the caller */
-    broker_client_info_t info;
+    rt_client_info_t info;
     broker_tag_t *tags; /* owned array of fields.ntags; NULL when none */
 } broker_pc_pub_t;
 
@@ -82,9 +74,6 @@ typedef struct broker_pc_pub {
  * be released with broker_pc_pub_cleanup(). Returns 0 or RT_EPROTO. */
 int broker_pc_decode_pub(rt_str_t in, broker_pc_pub_t *out);
 void broker_pc_pub_cleanup(broker_pc_pub_t *p);
-
-/* Decodes one ClientInfo occupying all of in (slices borrow in). Returns 0 or RT_EPROTO. */
-int broker_pc_decode_info(rt_str_t in, broker_client_info_t *out);
 
 typedef enum broker_pc_kind {
     BROKER_PC_PUBLICATION = 1,
@@ -95,12 +84,12 @@ typedef enum broker_pc_kind {
 /* One decoded PUB/SUB message. Slices borrow the payload; same no-copy rule as above. */
 typedef struct broker_pc_msg {
     broker_pc_kind_t kind;
-    bool positioned;           /* PUBLICATION came with a __p1/__d1 header */
-    uint64_t offset;           /* header offset (0 when not positioned) */
-    rt_str_t epoch;            /* header epoch (empty when not positioned) */
-    rt_str_t prev;             /* __d1 only: the previous publication's encoding (may be empty) */
-    broker_pc_pub_t pub;       /* PUBLICATION */
-    broker_client_info_t info; /* JOIN/LEAVE */
+    bool positioned;       /* PUBLICATION came with a __p1/__d1 header */
+    uint64_t offset;       /* header offset (0 when not positioned) */
+    rt_str_t epoch;        /* header epoch (empty when not positioned) */
+    rt_str_t prev;         /* __d1 only: the previous publication's encoding (may be empty) */
+    broker_pc_pub_t pub;   /* PUBLICATION */
+    rt_client_info_t info; /* JOIN/LEAVE */
 } broker_pc_msg_t;
 
 /* Parses a payload received on P.client.C. *out is initialised in every case; release it

@@ -36,9 +36,9 @@ static rt_str_t user_of(const node_client_t *c)
     return rt_str_c(c->user);
 }
 
-static broker_client_info_t info_of(const node_client_t *c, const node_sub_t *s)
+static rt_client_info_t info_of(const node_client_t *c, const node_sub_t *s)
 {
-    broker_client_info_t info = {
+    rt_client_info_t info = {
         .user = user_of(c),
         .client = rt_str_c(c->uuid),
         .conn_info = {c->conn_info, c->conn_info_len},
@@ -428,7 +428,7 @@ static void post_info_op(node_client_t *c, node_sub_t *s, node_op_kind_t kind, n
     op->ref_id = c->id;
     op->sub_serial = s->serial;
     op->channel = node_op_copy(op, (rt_str_t){s->channel, s->channel_len});
-    broker_client_info_t info = info_of(c, s);
+    rt_client_info_t info = info_of(c, s);
     op->info.user = node_op_copy(op, info.user);
     op->info.client = node_op_copy(op, info.client);
     op->info.conn_info = node_op_copy(op, info.conn_info);
@@ -1021,7 +1021,7 @@ static void handle_publish(node_client_t *c, const node_cmd_t *cmd)
     node_op_t *op = node_op_new(NODE_OP_PUBLISH, c->w, publish_done);
     op->ref_id = c->id;
     op->cmd_id = cmd->id;
-    broker_client_info_t info = info_of(c, subscribed ? s : NULL);
+    rt_client_info_t info = info_of(c, subscribed ? s : NULL);
     op->info.user = node_op_copy(op, info.user);
     op->info.client = node_op_copy(op, info.client);
     op->info.conn_info = node_op_copy(op, info.conn_info);

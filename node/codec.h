@@ -16,14 +16,14 @@ typedef struct node_codec {
     void (*reply_empty)(rt_buf_t *b, uint32_t id, const char *result_field);
     int (*reply_connect)(rt_buf_t *b, uint32_t id, const node_connect_result_t *r);
     int (*reply_subscribe)(rt_buf_t *b, uint32_t id, const node_sub_result_t *r);
-    int (*reply_presence)(rt_buf_t *b, uint32_t id, const broker_client_info_t *e, size_t n);
+    int (*reply_presence)(rt_buf_t *b, uint32_t id, const rt_client_info_t *e, size_t n);
     void (*reply_presence_stats)(rt_buf_t *b, uint32_t id, uint32_t clients, uint32_t users);
     int (*reply_history)(rt_buf_t *b, uint32_t id, broker_pub_t *const *pubs, size_t n,
                          rt_str_t epoch, uint64_t offset);
     void (*reply_refresh)(rt_buf_t *b, uint32_t id, const char *field, bool expires, uint32_t ttl);
     void (*ping)(rt_buf_t *b);
     int (*push_pub)(rt_buf_t *b, const broker_pub_t *pub);
-    int (*push_join)(rt_buf_t *b, rt_str_t channel, const broker_client_info_t *info, bool leave);
+    int (*push_join)(rt_buf_t *b, rt_str_t channel, const rt_client_info_t *info, bool leave);
     void (*push_unsubscribe)(rt_buf_t *b, rt_str_t channel, int code, const char *reason);
     int (*push_subscribe)(rt_buf_t *b, rt_str_t channel, const node_sub_result_t *r);
     void (*push_disconnect)(rt_buf_t *b, int code, const char *reason);

@@ -195,6 +195,7 @@ static const key_def_t top_keys[] = {
     CS("node.name", node_name),
     CD("shutdown.timeout", shutdown_timeout_ms, 0),
     CD("shutdown.drain_delay", shutdown_drain_delay_ms, 0),
+    CD("shutdown.disconnect_window", shutdown_disconnect_window_ms, 0),
 };
 
 #define N_(path, kind, field, min, flags)                                                          \
@@ -2091,6 +2092,7 @@ void node_config_defaults(node_config_t *cfg)
     cfg->health_prefix = rt_strdup("/health");
     cfg->node_name = rt_strdup("");
     cfg->shutdown_timeout_ms = 30000;
+    cfg->shutdown_disconnect_window_ms = 1000;
     cfg->config_path = rt_strdup("");
 }
 

@@ -290,6 +290,9 @@ typedef struct node_config {
     int64_t shutdown_timeout_ms; /* [30s] */
     int64_t
         shutdown_drain_delay_ms; /* rotor: shutdown.drain_delay [0]: /ready 503 before closing */
+    /* rotor: shutdown.disconnect_window [1s]: clients are disconnected (3001) spread over
+     * this window, so they do not all reconnect elsewhere in the same instant. */
+    int64_t shutdown_disconnect_window_ms;
 
     node_data_format_t publication_data_format; /* channel.publication_data_format [""]; the
                                                    fallback of every namespace */

@@ -226,7 +226,7 @@ static void sink_publication(void *ud, broker_pub_t *pub)
     }
 }
 
-static void sink_join_leave(node_engine_t *e, rt_str_t channel, const broker_client_info_t *info,
+static void sink_join_leave(node_engine_t *e, rt_str_t channel, const rt_client_info_t *info,
                             bool leave)
 {
     eng_chan_t *ch = node_map_get(&e->channels, channel);
@@ -238,12 +238,12 @@ static void sink_join_leave(node_engine_t *e, rt_str_t channel, const broker_cli
     }
 }
 
-static void sink_join(void *ud, rt_str_t channel, const broker_client_info_t *info)
+static void sink_join(void *ud, rt_str_t channel, const rt_client_info_t *info)
 {
     sink_join_leave(ud, channel, info, false);
 }
 
-static void sink_leave(void *ud, rt_str_t channel, const broker_client_info_t *info)
+static void sink_leave(void *ud, rt_str_t channel, const rt_client_info_t *info)
 {
     sink_join_leave(ud, channel, info, true);
 }
@@ -381,7 +381,7 @@ static void done_status(int status, void *ud)
     node_engine_answer(eng, op);
 }
 
-static void presence_get_done(int status, const broker_client_info_t *entries, size_t n, void *ud)
+static void presence_get_done(int status, const rt_client_info_t *entries, size_t n, void *ud)
 {
     node_op_t *op = ud;
     node_engine_t *eng = op->engine;

@@ -74,28 +74,23 @@ void node_hub_detach(node_worker_t *w, node_sub_t *sub)
     }
 }
 
-/* Encodes pub as a push message in the wire's codec. */
-static int encode_pub(rt_buf_t *b, broker_pub_t *pub, node_wire_t wire)
+/* broker_pub_encode_fn: pub as a push message in the wire's codec, framed for the wire. */
+static rt_shared_t *encode_pub(const broker_pub_t *pub, int slot, void *ud)
 {
-    return node_wire_protobuf(wire) ? node_codec_pb.push_pub(b, pub)
-                                    : node_codec_json.push_pub(b, pub);
+    node_wire_t wire = (node_wire_t)slot;
+    rt_buf_t b = RT_BUF_INIT;
+    const node_codec_t *codec = node_wire_protobuf(wire) ? &node_codec_pb : &node_codec_json;
+    rt_shared_t *frame = NULL;
+    if (codec->push_pub(&b, pub) == 0)
+        frame = node_wire_frame_shared(wire, rt_buf_str(&b));
+    rt_buf_cleanup(&b);
+    atomic_fetch_add_explicit(&encode_count, 1, memory_order_relaxed);
+    return frame;
 }
 
 rt_shared_t *node_hub_pub_frame(broker_pub_t *pub, node_wire_t wire)
 {
-    rt_shared_t *frame = broker_pub_frame(pub, (int)wire);
-    if (frame)
-        return frame;
-    rt_buf_t b = RT_BUF_INIT;
-    int rc = encode_pub(&b, pub, wire);
-    if (rc != 0) {
-        rt_buf_cleanup(&b);
-        return NULL;
-    }
-    frame = node_wire_frame_shared(wire, rt_buf_str(&b));
-    rt_buf_cleanup(&b);
-    atomic_fetch_add_explicit(&encode_count, 1, memory_order_relaxed);
-    return broker_pub_set_frame(pub, (int)wire, frame);
+    return broker_pub_frame_get(pub, (int)wire, encode_pub, NULL);
 }
 
 /* The frames of one fan-out, made on first use per wire form. */
@@ -137,7 +132,7 @@ void node_hub_fanout(node_worker_t *w, broker_pub_t *pub)
     fanout_frames_release(&frames);
 }
 
-void node_hub_fanout_join(node_worker_t *w, rt_str_t channel, const broker_client_info_t *info,
+void node_hub_fanout_join(node_worker_t *w, rt_str_t channel, const rt_client_info_t *info,
                           bool leave)
 {
     node_hub_chan_t *ch = node_map_get(&w->hub, channel);

@@ -138,7 +138,7 @@ struct node_op {
     rt_str_t channel;
     broker_publish_req_t pub;  /* PUBLISH; slices point into blobs */
     broker_history_req_t hist; /* HISTORY; channel points into blobs */
-    broker_client_info_t info; /* PRESENCE_ADD, JOIN, LEAVE; slices into blobs */
+    rt_client_info_t info;     /* PRESENCE_ADD, JOIN, LEAVE; slices into blobs */
     node_control_t *control;   /* CONTROL; owned reference */
     char pattern[256];         /* SURVEY channels: glob pattern ("" = all) */
     bool want_channels;        /* SURVEY */
@@ -150,7 +150,7 @@ struct node_op {
     bool suppressed;
     broker_pub_t **pubs; /* owned references */
     size_t npubs;
-    broker_client_info_t *entries; /* PRESENCE_GET; slices into blobs */
+    rt_client_info_t *entries; /* PRESENCE_GET; slices into blobs */
     size_t nentries;
     uint32_t num_clients;
     uint32_t num_users;
@@ -404,6 +404,7 @@ struct node_worker {
     ev_async stop;    /* asks the loop to drain clients (shutdown) */
     int stop_phase;   /* 0 running, 1 disconnecting clients */
     ev_timer close_window;
+    uint32_t close_batch; /* clients disconnected per close_window tick */
 };
 
 node_worker_t *node_worker_new(node_t *node, int index);
@@ -426,7 +427,7 @@ uint64_t node_worker_next_id(node_worker_t *w);
 
 /* Engine -> worker mails. */
 void node_worker_deliver_pub(node_worker_t *w, broker_pub_t *pub); /* takes a ref */
-void node_worker_deliver_join(node_worker_t *w, rt_str_t channel, const broker_client_info_t *info,
+void node_worker_deliver_join(node_worker_t *w, rt_str_t channel, const rt_client_info_t *info,
                               bool leave);                             /* copies */
 void node_worker_deliver_control(node_worker_t *w, node_control_t *c); /* takes a ref */
 void node_worker_survey(node_worker_t *w, node_survey_t *s, bool want_channels,
@@ -442,7 +443,7 @@ bool node_hub_attach(node_worker_t *w, node_sub_t *sub);
 void node_hub_detach(node_worker_t *w, node_sub_t *sub);
 /* Fan-out of one publication to the local subscribers of its channel. pub borrowed. */
 void node_hub_fanout(node_worker_t *w, broker_pub_t *pub);
-void node_hub_fanout_join(node_worker_t *w, rt_str_t channel, const broker_client_info_t *info,
+void node_hub_fanout_join(node_worker_t *w, rt_str_t channel, const rt_client_info_t *info,
                           bool leave);
 /* The shared frame of pub on wire (encoded once per publication and wire form, cached in
  * it). Returns NULL when pub cannot be encoded for the wire (binary data to JSON).

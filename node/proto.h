@@ -174,7 +174,7 @@ typedef struct node_connect_result {
 int node_json_reply_connect(rt_buf_t *b, uint32_t id, const node_connect_result_t *r);
 int node_json_reply_subscribe(rt_buf_t *b, uint32_t id, const node_sub_result_t *r);
 /* {"id":N,"presence":{"presence":{"<client>":ClientInfo,...}}}, the map always present. */
-int node_json_reply_presence(rt_buf_t *b, uint32_t id, const broker_client_info_t *e, size_t n);
+int node_json_reply_presence(rt_buf_t *b, uint32_t id, const rt_client_info_t *e, size_t n);
 /* Both counts always written. */
 void node_json_reply_presence_stats(rt_buf_t *b, uint32_t id, uint32_t clients, uint32_t users);
 /* publications (maybe []), epoch (maybe "") and offset (maybe 0) always written. */
@@ -197,8 +197,7 @@ void node_json_ping(rt_buf_t *b);
 /* {"push":{"channel":C,"pub":Publication}} with the publication's own channel. */
 int node_json_push_pub(rt_buf_t *b, const broker_pub_t *pub);
 /* {"push":{"channel":C,"join":{"info":I}}} ("leave" when leave). */
-int node_json_push_join(rt_buf_t *b, rt_str_t channel, const broker_client_info_t *info,
-                        bool leave);
+int node_json_push_join(rt_buf_t *b, rt_str_t channel, const rt_client_info_t *info, bool leave);
 /* reason NULL => the table's text (node_unsubscribe_reason). */
 void node_json_push_unsubscribe(rt_buf_t *b, rt_str_t channel, int code, const char *reason);
 /* Server-side subscribe: Subscribe{recoverable, epoch, offset, positioned, data} of r. */
@@ -230,6 +229,6 @@ static inline rt_str_t node_json_push_bare(rt_str_t msg)
 int node_json_write_pub(rt_buf_t *b, const broker_pub_t *pub, bool api);
 /* ClientInfo: user and client always, conn_info/chan_info when non-empty. RT_EINVAL when
  * conn_info or chan_info is not JSON. */
-int node_json_write_client_info(rt_buf_t *b, const broker_client_info_t *info);
+int node_json_write_client_info(rt_buf_t *b, const rt_client_info_t *info);
 
 #endif

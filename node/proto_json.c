@@ -657,7 +657,7 @@ static void push_end(obj_t *outer, obj_t *push)
     obj_end(outer);
 }
 
-int node_json_write_client_info(rt_buf_t *b, const broker_client_info_t *info)
+int node_json_write_client_info(rt_buf_t *b, const rt_client_info_t *info)
 {
     obj_t o = obj_begin(b);
     obj_key(&o, "user");
@@ -815,7 +815,7 @@ int node_json_reply_subscribe(rt_buf_t *b, uint32_t id, const node_sub_result_t 
     return 0;
 }
 
-int node_json_reply_presence(rt_buf_t *b, uint32_t id, const broker_client_info_t *e, size_t n)
+int node_json_reply_presence(rt_buf_t *b, uint32_t id, const rt_client_info_t *e, size_t n)
 {
     obj_t o = reply_begin(b, id, "presence");
     obj_t p = obj_begin(b);
@@ -903,7 +903,7 @@ int node_json_push_pub(rt_buf_t *b, const broker_pub_t *pub)
     return 0;
 }
 
-int node_json_push_join(rt_buf_t *b, rt_str_t channel, const broker_client_info_t *info, bool leave)
+int node_json_push_join(rt_buf_t *b, rt_str_t channel, const rt_client_info_t *info, bool leave)
 {
     obj_t outer, push;
     push_begin(b, &outer, &push, channel, leave ? "leave" : "join");

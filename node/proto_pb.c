@@ -547,7 +547,7 @@ static void push_end(rt_buf_t *b, push_mark_t m)
     msg_end(b, m.push);
 }
 
-static void write_client_info(rt_buf_t *b, unsigned field, const broker_client_info_t *info)
+static void write_client_info(rt_buf_t *b, unsigned field, const rt_client_info_t *info)
 {
     size_t m = msg_begin(b, field);
     put_bytes(b, 1, info->user);
@@ -664,7 +664,7 @@ int node_pb_reply_subscribe(rt_buf_t *b, uint32_t id, const node_sub_result_t *r
     return 0;
 }
 
-int node_pb_reply_presence(rt_buf_t *b, uint32_t id, const broker_client_info_t *e, size_t n)
+int node_pb_reply_presence(rt_buf_t *b, uint32_t id, const rt_client_info_t *e, size_t n)
 {
     size_t m = reply_begin(b, id, REPLY_PRESENCE);
     for (size_t i = 0; i < n; i++) {
@@ -732,7 +732,7 @@ int node_pb_push_pub(rt_buf_t *b, const broker_pub_t *pub)
     return 0;
 }
 
-int node_pb_push_join(rt_buf_t *b, rt_str_t channel, const broker_client_info_t *info, bool leave)
+int node_pb_push_join(rt_buf_t *b, rt_str_t channel, const rt_client_info_t *info, bool leave)
 {
     push_mark_t m = push_begin(b, channel, leave ? PUSH_LEAVE : PUSH_JOIN);
     write_client_info(b, 1, info);

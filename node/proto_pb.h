@@ -94,7 +94,7 @@ void node_pb_reply_empty(rt_buf_t *b, uint32_t id, const char *result_field);
 int node_pb_reply_connect(rt_buf_t *b, uint32_t id, const node_connect_result_t *r);
 int node_pb_reply_subscribe(rt_buf_t *b, uint32_t id, const node_sub_result_t *r);
 /* PresenceResult always written; one map entry per client. */
-int node_pb_reply_presence(rt_buf_t *b, uint32_t id, const broker_client_info_t *e, size_t n);
+int node_pb_reply_presence(rt_buf_t *b, uint32_t id, const rt_client_info_t *e, size_t n);
 void node_pb_reply_presence_stats(rt_buf_t *b, uint32_t id, uint32_t clients, uint32_t users);
 int node_pb_reply_history(rt_buf_t *b, uint32_t id, broker_pub_t *const *pubs, size_t n,
                           rt_str_t epoch, uint64_t offset);
@@ -113,7 +113,7 @@ void node_pb_ping(rt_buf_t *b);
 /* Publication: data, info (if has_info), offset (if > 0), tags; never epoch, time or channel
  * inside the publication (Push.channel carries the channel). */
 int node_pb_push_pub(rt_buf_t *b, const broker_pub_t *pub);
-int node_pb_push_join(rt_buf_t *b, rt_str_t channel, const broker_client_info_t *info, bool leave);
+int node_pb_push_join(rt_buf_t *b, rt_str_t channel, const rt_client_info_t *info, bool leave);
 /* reason NULL => the table's text (node_unsubscribe_reason). */
 void node_pb_push_unsubscribe(rt_buf_t *b, rt_str_t channel, int code, const char *reason);
 int node_pb_push_subscribe(rt_buf_t *b, rt_str_t channel, const node_sub_result_t *r);

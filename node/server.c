@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "broker/rds.h"
 #include "node/base/alloc.h"
 #include "node/base/err.h"
 #include "node/base/log.h"
@@ -86,6 +87,28 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 /* Raises the open-files limit to the hard limit: every connection is a descriptor. */
+/* " redis_shards=host:port,..." for the start-up line: where each shard lives, never its
+ * credentials. Empty for the memory engine. */
+static void redis_shard_names(const node_config_t *cfg, rt_buf_t *out)
+{
+    if (strcmp(cfg->engine_type, "redis") != 0)
+        return;
+    rt_buf_append_cstr(out, " redis_shards=");
+    for (size_t i = 0; i < cfg->redis_addresses_count; i++) {
+        rds_addr_t a;
+        rt_buf_t err = RT_BUF_INIT;
+        if (i)
+            rt_buf_append_byte(out, ',');
+        if (rds_addr_parse(cfg->redis_addresses[i], &a, &err) == 0)
+            rt_buf_append_cstr(out, rds_addr_name(&a));
+        else
+            rt_buf_append_cstr(out, "?");
+        rds_addr_cleanup(&a);
+        rt_buf_cleanup(&err);
+    }
+    rt_buf_append_byte(out, '\0');
+}
+
 static rlim_t raise_nofile(void)
 {
     struct rlimit rl;
@@ -160,11 +183,15 @@ int node_server_run(const node_config_t *cfg)
     ev_signal_start(s->loop, &s->sigterm);
     ev_signal_start(s->loop, &s->sigint);
 
-    RT_LOG_INFO("rotor %s started pid=%d uid=%s name=%s workers=%d engine=%s address=%s port=%d "
+    rt_buf_t shards = RT_BUF_INIT;
+    redis_shard_names(cfg, &shards);
+    RT_LOG_INFO("rotor %s started pid=%d uid=%s name=%s workers=%d engine=%s%s address=%s port=%d "
                 "nofile=%llu",
                 RT_VERSION, (int)getpid(), node->uid, cfg->node_name, node->nworkers,
-                cfg->engine_type, cfg->http_address[0] ? cfg->http_address : "*", cfg->http_port,
+                cfg->engine_type, shards.len ? (const char *)shards.p : "",
+                cfg->http_address[0] ? cfg->http_address : "*", cfg->http_port,
                 (unsigned long long)nofile);
+    rt_buf_cleanup(&shards);
     if (!has_token_key(&cfg->token) && !cfg->client_insecure &&
         !cfg->allow_anonymous_connect_without_token)
         RT_LOG_WARN("no client.token key configured: clients cannot connect. Run `rotor "

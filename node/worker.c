@@ -23,8 +23,8 @@ typedef struct pub_mail {
 typedef struct join_mail {
     rt_mail_t mail;
     bool leave;
-    rt_str_t channel;          /* into bytes */
-    broker_client_info_t info; /* into bytes */
+    rt_str_t channel;      /* into bytes */
+    rt_client_info_t info; /* into bytes */
     char bytes[];
 } join_mail_t;
 
@@ -74,7 +74,7 @@ static rt_str_t place(char **cursor, rt_str_t s)
     return out;
 }
 
-void node_worker_deliver_join(node_worker_t *w, rt_str_t channel, const broker_client_info_t *info,
+void node_worker_deliver_join(node_worker_t *w, rt_str_t channel, const rt_client_info_t *info,
                               bool leave)
 {
     size_t n = channel.n + info->user.n + info->client.n + info->conn_info.n + info->chan_info.n;
@@ -368,9 +368,21 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
+#define CLOSE_TICK_MS 50
+
+/* Disconnects the next batch of clients, then ends the loop once every
+ * connection and API request is gone. */
 static void on_close_window(struct ev_loop *loop, ev_timer *t, int revents)
 {
     node_worker_t *w = t->data;
+    uint32_t n = 0;
+    for (node_client_t *c = w->client_list, *next; c && n < w->close_batch; c = next) {
+        next = c->next;
+        if (c->state == NODE_CLIENT_CLOSING)
+            continue;
+        node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
+        n++;
+    }
     if (w->nclients == 0 && w->api_reqs.count == 0)
         ev_break(loop, EVBREAK_ALL);
 }
@@ -385,11 +397,12 @@ static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
         tr_http_server_stop(w->http);
     if (w->grpc)
         tr_grpc_server_stop(w->grpc);
-    for (node_client_t *c = w->client_list, *next; c; c = next) {
-        next = c->next;
-        node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
-    }
-    ev_timer_init(&w->close_window, on_close_window, 0.05, 0.05);
+    /* Spread the 3001s over shutdown.disconnect_window: the clients' reconnects reach the
+     * other nodes as a ramp rather than a storm. */
+    uint64_t ticks = (uint64_t)w->node->cfg->shutdown_disconnect_window_ms / CLOSE_TICK_MS;
+    uint64_t batch = ticks ? (w->nclients + ticks - 1) / ticks : UINT32_MAX;
+    w->close_batch = batch ? (uint32_t)batch : 1;
+    ev_timer_init(&w->close_window, on_close_window, 0, CLOSE_TICK_MS / 1000.0);
     w->close_window.data = w;
     ev_timer_start(loop, &w->close_window);
 }

@@ -7,21 +7,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/pub.h"
+#include "node/base/client_info.h"
 #include "node/base/str.h"
 
 typedef struct presence presence_t;
 
 typedef void (*presence_done_cb)(int status, void *ud);
 /* entries: n borrowed client infos (one per client id). */
-typedef void (*presence_get_cb)(int status, const broker_client_info_t *entries, size_t n,
-                                void *ud);
+typedef void (*presence_get_cb)(int status, const rt_client_info_t *entries, size_t n, void *ud);
 typedef void (*presence_stats_cb)(int status, uint32_t num_clients, uint32_t num_users, void *ud);
 
 typedef struct presence_vtbl {
     /* Adds or refreshes the entry of info->client in channel. */
-    int (*add)(presence_t *p, rt_str_t channel, const broker_client_info_t *info,
-               presence_done_cb cb, void *ud);
+    int (*add)(presence_t *p, rt_str_t channel, const rt_client_info_t *info, presence_done_cb cb,
+               void *ud);
     /* user: the user the entry was added with (the Redis user mapping decrements that
      * user's connection count; the memory presence tracks users itself and ignores it). */
     int (*remove)(presence_t *p, rt_str_t channel, rt_str_t client_id, rt_str_t user,
@@ -36,7 +35,7 @@ struct presence {
 };
 
 /* cb may be NULL for add/remove (fire and forget). Each returns 0 when accepted. */
-static inline int presence_add(presence_t *p, rt_str_t channel, const broker_client_info_t *info,
+static inline int presence_add(presence_t *p, rt_str_t channel, const rt_client_info_t *info,
                                presence_done_cb cb, void *ud)
 {
     return p->vt->add(p, channel, info, cb, ud);

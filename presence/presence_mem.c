@@ -7,30 +7,30 @@
 
 #include <string.h>
 
-#include "broker/table.h"
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
 #include "node/base/err.h"
+#include "node/base/table.h"
 
 #define SWEEP_INTERVAL_S 1.0
 
 typedef struct pres_entry {
-    broker_table_node_t node;  /* key: info.client */
-    broker_client_info_t info; /* points into bytes[] */
-    ev_tstamp expire_at;       /* loop time of expiry; 0 = never */
+    rt_table_node_t node;  /* key: info.client */
+    rt_client_info_t info; /* points into bytes[] */
+    ev_tstamp expire_at;   /* loop time of expiry; 0 = never */
     char bytes[];
 } pres_entry_t;
 
 typedef struct pres_user {
-    broker_table_node_t node; /* key: name[] */
-    uint32_t nclients;        /* entries of the channel with this user; > 0 */
+    rt_table_node_t node; /* key: name[] */
+    uint32_t nclients;    /* entries of the channel with this user; > 0 */
     char name[];
 } pres_user_t;
 
 typedef struct pres_chan {
-    broker_table_node_t node; /* key: name[] */
-    broker_table_t clients;   /* of pres_entry_t, owned */
-    broker_table_t users;     /* of pres_user_t, owned; "" is the anonymous user */
+    rt_table_node_t node; /* key: name[] */
+    rt_table_t clients;   /* of pres_entry_t, owned */
+    rt_table_t users;     /* of pres_user_t, owned; "" is the anonymous user */
     char name[];
 } pres_chan_t;
 
@@ -46,8 +46,8 @@ struct pres_op {
         presence_stats_cb stats;
     } cb; /* may be NULL for add/remove */
     void *ud;
-    rt_str_t channel;          /* points into bytes[] */
-    broker_client_info_t info; /* OP_ADD: all fields; OP_REMOVE: client only; in bytes[] */
+    rt_str_t channel;      /* points into bytes[] */
+    rt_client_info_t info; /* OP_ADD: all fields; OP_REMOVE: client only; in bytes[] */
     char bytes[];
 };
 
@@ -57,7 +57,7 @@ typedef struct presence_mem {
     ev_tstamp ttl_s;      /* 0 = entries never expire */
     ev_timer defer;       /* zero timer: runs the queue on the next iteration */
     ev_timer sweep;       /* periodic expiry; does not keep the loop alive */
-    broker_table_t chans; /* of pres_chan_t, owned */
+    rt_table_t chans;     /* of pres_chan_t, owned */
     pres_op_t *queue;     /* owned FIFO */
     pres_op_t **queue_tail;
     pres_op_t *batch; /* owned: rest of the batch being run */
@@ -86,25 +86,25 @@ static rt_str_t put(char **cursor, rt_str_t s)
 
 static void user_inc(pres_chan_t *c, rt_str_t user)
 {
-    broker_table_node_t *n = broker_table_find(&c->users, user);
+    rt_table_node_t *n = rt_table_find(&c->users, user);
     if (n != NULL) {
-        BROKER_TABLE_ENTRY(n, pres_user_t, node)->nclients++;
+        RT_TABLE_ENTRY(n, pres_user_t, node)->nclients++;
         return;
     }
     pres_user_t *u = rt_calloc(1, sizeof(*u) + user.n + 1);
     memcpy(u->name, user.p ? user.p : "", user.n);
     u->node.key = rt_str_from(u->name, user.n);
     u->nclients = 1;
-    broker_table_insert(&c->users, &u->node);
+    rt_table_insert(&c->users, &u->node);
 }
 
 static void user_dec(pres_chan_t *c, rt_str_t user)
 {
-    broker_table_node_t *n = broker_table_find(&c->users, user);
+    rt_table_node_t *n = rt_table_find(&c->users, user);
     RT_ASSERT(n != NULL);
-    pres_user_t *u = BROKER_TABLE_ENTRY(n, pres_user_t, node);
+    pres_user_t *u = RT_TABLE_ENTRY(n, pres_user_t, node);
     if (--u->nclients == 0) {
-        broker_table_remove(&c->users, n);
+        rt_table_remove(&c->users, n);
         rt_free(u);
     }
 }
@@ -112,60 +112,60 @@ static void user_dec(pres_chan_t *c, rt_str_t user)
 static void entry_remove(pres_chan_t *c, pres_entry_t *e)
 {
     user_dec(c, e->info.user);
-    broker_table_remove(&c->clients, &e->node);
+    rt_table_remove(&c->clients, &e->node);
     rt_free(e);
 }
 
 static pres_chan_t *chan_find(presence_mem_t *p, rt_str_t name)
 {
-    broker_table_node_t *n = broker_table_find(&p->chans, name);
-    return n ? BROKER_TABLE_ENTRY(n, pres_chan_t, node) : NULL;
+    rt_table_node_t *n = rt_table_find(&p->chans, name);
+    return n ? RT_TABLE_ENTRY(n, pres_chan_t, node) : NULL;
 }
 
 static void chan_free(presence_mem_t *p, pres_chan_t *c)
 {
-    broker_table_iter_t it;
-    broker_table_iter_init(&it, &c->clients);
-    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;)
-        entry_remove(c, BROKER_TABLE_ENTRY(n, pres_entry_t, node));
+    rt_table_iter_t it;
+    rt_table_iter_init(&it, &c->clients);
+    for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;)
+        entry_remove(c, RT_TABLE_ENTRY(n, pres_entry_t, node));
     RT_ASSERT(c->users.count == 0);
-    broker_table_cleanup(&c->clients);
-    broker_table_cleanup(&c->users);
-    broker_table_remove(&p->chans, &c->node);
+    rt_table_cleanup(&c->clients);
+    rt_table_cleanup(&c->users);
+    rt_table_remove(&p->chans, &c->node);
     rt_free(c);
 }
 
 static void chan_prune(presence_mem_t *p, pres_chan_t *c, ev_tstamp now)
 {
     if (p->ttl_s > 0) {
-        broker_table_iter_t it;
-        broker_table_iter_init(&it, &c->clients);
-        for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
-            pres_entry_t *e = BROKER_TABLE_ENTRY(n, pres_entry_t, node);
+        rt_table_iter_t it;
+        rt_table_iter_init(&it, &c->clients);
+        for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;) {
+            pres_entry_t *e = RT_TABLE_ENTRY(n, pres_entry_t, node);
             if (e->expire_at <= now)
                 entry_remove(c, e);
         }
-        broker_table_shrink(&c->clients);
-        broker_table_shrink(&c->users);
+        rt_table_shrink(&c->clients);
+        rt_table_shrink(&c->users);
     }
 }
 
 static void apply_add(presence_mem_t *p, const pres_op_t *op, ev_tstamp now)
 {
-    const broker_client_info_t *info = &op->info;
+    const rt_client_info_t *info = &op->info;
     pres_chan_t *c = chan_find(p, op->channel);
     if (c == NULL) {
         c = rt_calloc(1, sizeof(*c) + op->channel.n + 1);
         memcpy(c->name, op->channel.p, op->channel.n);
         c->node.key = rt_str_from(c->name, op->channel.n);
-        broker_table_init(&c->clients);
-        broker_table_init(&c->users);
-        broker_table_insert(&p->chans, &c->node);
+        rt_table_init(&c->clients);
+        rt_table_init(&c->users);
+        rt_table_insert(&p->chans, &c->node);
     }
     /* Upsert: replace the entry, since the infos may have changed with a token refresh. */
-    broker_table_node_t *old = broker_table_find(&c->clients, info->client);
+    rt_table_node_t *old = rt_table_find(&c->clients, info->client);
     if (old != NULL)
-        entry_remove(c, BROKER_TABLE_ENTRY(old, pres_entry_t, node));
+        entry_remove(c, RT_TABLE_ENTRY(old, pres_entry_t, node));
     pres_entry_t *e = rt_malloc(sizeof(*e) + info->user.n + info->client.n + info->conn_info.n +
                                 info->chan_info.n);
     char *cursor = e->bytes;
@@ -175,7 +175,7 @@ static void apply_add(presence_mem_t *p, const pres_op_t *op, ev_tstamp now)
     e->info.chan_info = put(&cursor, info->chan_info);
     e->expire_at = p->ttl_s > 0 ? now + p->ttl_s : 0;
     e->node.key = e->info.client;
-    broker_table_insert(&c->clients, &e->node);
+    rt_table_insert(&c->clients, &e->node);
     user_inc(c, e->info.user);
 }
 
@@ -184,13 +184,13 @@ static void apply_remove(presence_mem_t *p, const pres_op_t *op)
     pres_chan_t *c = chan_find(p, op->channel);
     if (c == NULL)
         return;
-    broker_table_node_t *n = broker_table_find(&c->clients, op->info.client);
+    rt_table_node_t *n = rt_table_find(&c->clients, op->info.client);
     if (n != NULL)
-        entry_remove(c, BROKER_TABLE_ENTRY(n, pres_entry_t, node));
+        entry_remove(c, RT_TABLE_ENTRY(n, pres_entry_t, node));
     if (c->clients.count == 0)
         chan_free(p, c);
     else
-        broker_table_shrink(&c->clients);
+        rt_table_shrink(&c->clients);
 }
 
 /* Returns the channel after dropping expired entries, or NULL if nothing is left. */
@@ -224,13 +224,13 @@ static void run_get(presence_mem_t *p, pres_op_t *op, ev_tstamp now)
 {
     pres_chan_t *c = chan_live(p, op->channel, now);
     size_t n = 0;
-    broker_client_info_t *entries = NULL;
+    rt_client_info_t *entries = NULL;
     if (c != NULL) {
         entries = rt_malloc(c->clients.count * sizeof(*entries));
-        broker_table_iter_t it;
-        broker_table_iter_init(&it, &c->clients);
-        for (broker_table_node_t *node; (node = broker_table_iter_next(&it)) != NULL;)
-            entries[n++] = BROKER_TABLE_ENTRY(node, pres_entry_t, node)->info;
+        rt_table_iter_t it;
+        rt_table_iter_init(&it, &c->clients);
+        for (rt_table_node_t *node; (node = rt_table_iter_next(&it)) != NULL;)
+            entries[n++] = RT_TABLE_ENTRY(node, pres_entry_t, node)->info;
     }
     op->cb.get(0, entries, n, op->ud);
     rt_free(entries);
@@ -300,21 +300,21 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     presence_mem_t *p = w->data;
     ev_tstamp now = ev_now(loop);
-    broker_table_iter_t it;
+    rt_table_iter_t it;
 
-    broker_table_iter_init(&it, &p->chans);
-    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;) {
-        pres_chan_t *c = BROKER_TABLE_ENTRY(n, pres_chan_t, node);
+    rt_table_iter_init(&it, &p->chans);
+    for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;) {
+        pres_chan_t *c = RT_TABLE_ENTRY(n, pres_chan_t, node);
         chan_prune(p, c, now);
         if (c->clients.count == 0)
             chan_free(p, c);
     }
-    broker_table_shrink(&p->chans);
+    rt_table_shrink(&p->chans);
 }
 
 /* ---- vtable ---- */
 
-static pres_op_t *op_new(enum op_kind kind, rt_str_t channel, const broker_client_info_t *info,
+static pres_op_t *op_new(enum op_kind kind, rt_str_t channel, const rt_client_info_t *info,
                          void *ud)
 {
     size_t extra = channel.n;
@@ -334,7 +334,7 @@ static pres_op_t *op_new(enum op_kind kind, rt_str_t channel, const broker_clien
     return op;
 }
 
-static int mem_add(presence_t *base, rt_str_t channel, const broker_client_info_t *info,
+static int mem_add(presence_t *base, rt_str_t channel, const rt_client_info_t *info,
                    presence_done_cb cb, void *ud)
 {
     presence_mem_t *p = from_base(base);
@@ -357,7 +357,7 @@ static int mem_remove(presence_t *base, rt_str_t channel, rt_str_t client_id, rt
         return RT_ECLOSED;
     if (channel.n == 0 || client_id.n == 0)
         return RT_EINVAL;
-    broker_client_info_t info = {.client = client_id};
+    rt_client_info_t info = {.client = client_id};
     pres_op_t *op = op_new(OP_REMOVE, channel, &info, ud);
     op->cb.done = cb;
     enqueue(p, op);
@@ -417,11 +417,11 @@ static void mem_destroy(presence_t *base)
     ev_ref(p->loop); /* balance the ev_unref of the sweep timer */
     ev_timer_stop(p->loop, &p->sweep);
 
-    broker_table_iter_t it;
-    broker_table_iter_init(&it, &p->chans);
-    for (broker_table_node_t *n; (n = broker_table_iter_next(&it)) != NULL;)
-        chan_free(p, BROKER_TABLE_ENTRY(n, pres_chan_t, node));
-    broker_table_cleanup(&p->chans);
+    rt_table_iter_t it;
+    rt_table_iter_init(&it, &p->chans);
+    for (rt_table_node_t *n; (n = rt_table_iter_next(&it)) != NULL;)
+        chan_free(p, RT_TABLE_ENTRY(n, pres_chan_t, node));
+    rt_table_cleanup(&p->chans);
     rt_free(p);
 }
 
@@ -439,7 +439,7 @@ presence_t *presence_mem_new(struct ev_loop *loop, int64_t ttl_ms)
     p->base.vt = &mem_vtbl;
     p->loop = loop;
     p->ttl_s = ttl_ms > 0 ? (ev_tstamp)ttl_ms / 1000.0 : 0;
-    broker_table_init(&p->chans);
+    rt_table_init(&p->chans);
     p->queue_tail = &p->queue;
     ev_timer_init(&p->defer, on_defer, 0., 0.);
     p->defer.data = p;

@@ -7,9 +7,10 @@
  * is one Lua script on the shard's pipelined rds client, so one channel's operations keep
  * their order. Expired entries are dropped by the get and stats scripts; stats counts
  * distinct users here unless user mapping answers from the hash lengths. Hash values use
- * the broker's ClientInfo encoding (broker/pubcodec.h), as §3.4 requires. On a Redis
- * Cluster shard every key carries the channel as hash tag (P.presence.data.{C}, §3.3) so
- * each script touches one slot; a cluster counts as one shard, as in the broker.
+ * the ClientInfo encoding the broker uses too (broker/rds_info.h), as §3.4 requires, and
+ * channels map to shards by the broker's rule (broker/rds_shard.h). On a Redis Cluster
+ * shard every key carries the channel as hash tag (P.presence.data.{C}, §3.3) so each
+ * script touches one slot; a cluster counts as one shard, as in the broker.
  *
  * Requests hold no pointer to the presence: rds cancels every pending command when its
  * client is freed, so destroy delivers RT_ECANCELED before the presence goes away. The
@@ -21,8 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker/broker_redis.h"
-#include "broker/pubcodec.h"
+#include "broker/rds_info.h"
+#include "broker/rds_shard.h"
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
 #include "node/base/buf.h"
@@ -91,7 +92,7 @@ static presence_redis_t *from_base(presence_t *p)
 /* Decodes a get script reply (flat array: client id, ClientInfo, ...) into *out (owned
  * by the caller, rt_free; slices borrowed from reply). Malformed values are skipped, so a
  * foreign or corrupt entry cannot hide the rest of the channel. Returns 0 or RT_EPROTO. */
-static int decode_reply(const redisReply *reply, broker_client_info_t **out, size_t *n)
+static int decode_reply(const redisReply *reply, rt_client_info_t **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -102,7 +103,7 @@ static int decode_reply(const redisReply *reply, broker_client_info_t **out, siz
     size_t pairs = reply->elements / 2;
     if (pairs == 0)
         return 0;
-    broker_client_info_t *entries = rt_malloc(pairs * sizeof(*entries));
+    rt_client_info_t *entries = rt_malloc(pairs * sizeof(*entries));
     size_t count = 0;
 
     for (size_t i = 0; i < pairs; i++) {
@@ -113,8 +114,8 @@ static int decode_reply(const redisReply *reply, broker_client_info_t **out, siz
             continue;
         }
         rt_str_t client = rt_str_from(key->str, key->len);
-        broker_client_info_t *e = &entries[count];
-        if (broker_pc_decode_info(rt_str_from(val->str, val->len), e) != 0) {
+        rt_client_info_t *e = &entries[count];
+        if (rds_info_decode(rt_str_from(val->str, val->len), e) != 0) {
             /* Foreign or newer writer on the prefix: not our failure, and repeated on
              * every read of the channel, so not above DEBUG. */
             RT_LOG_DEBUG("presence get: malformed entry client=" RT_STR_FMT, RT_STR_ARG(client));
@@ -144,7 +145,7 @@ static int str_cmp(const void *a, const void *b)
 }
 
 /* Distinct users among entries; "" (anonymous) counts as one user. */
-static uint32_t count_users(const broker_client_info_t *entries, size_t n)
+static uint32_t count_users(const rt_client_info_t *entries, size_t n)
 {
     if (n == 0)
         return 0;
@@ -181,7 +182,7 @@ static void on_get_reply(int status, const redisReply *reply, void *ud)
     pr_req_t *req = ud;
     presence_get_cb cb = req->cb.get;
     void *cb_ud = req->ud;
-    broker_client_info_t *entries = NULL;
+    rt_client_info_t *entries = NULL;
     size_t n = 0;
 
     rt_free(req);
@@ -198,7 +199,7 @@ static void on_stats_reply(int status, const redisReply *reply, void *ud)
     pr_req_t *req = ud;
     presence_stats_cb cb = req->cb.stats;
     void *cb_ud = req->ud;
-    broker_client_info_t *entries = NULL;
+    rt_client_info_t *entries = NULL;
     size_t n = 0;
     uint32_t users = 0;
 
@@ -266,7 +267,7 @@ static int eval(presence_redis_t *p, const rds_script_t *s, rt_str_t channel, in
     const char *argv[NKEYS + MAX_ARGS];
     size_t argvlen[NKEYS + MAX_ARGS];
     rt_buf_t keys[NKEYS] = {RT_BUF_INIT, RT_BUF_INIT, RT_BUF_INIT, RT_BUF_INIT};
-    rds_router_t *r = p->shards[broker_redis_shard_of(channel, p->nshards)];
+    rds_router_t *r = p->shards[rds_shard_of(channel, p->nshards)];
     bool tag = rds_router_is_cluster(r);
 
     RT_ASSERT(nkeys <= NKEYS && nargs <= MAX_ARGS);
@@ -305,7 +306,7 @@ static const char *flag(bool on)
     return on ? "1" : "0";
 }
 
-static int redis_add(presence_t *base, rt_str_t channel, const broker_client_info_t *info,
+static int redis_add(presence_t *base, rt_str_t channel, const rt_client_info_t *info,
                      presence_done_cb cb, void *ud)
 {
     presence_redis_t *p = from_base(base);
@@ -319,7 +320,7 @@ static int redis_add(presence_t *base, rt_str_t channel, const broker_client_inf
     int expire_n =
         fmt_seconds(expire_at, sizeof(expire_at), ev_now(p->loop) + (double)p->ttl_ms / 1000.0);
     rt_buf_t value = RT_BUF_INIT;
-    broker_pc_encode_info(&value, info);
+    rds_info_encode(&value, info);
     const char *args[7] = {ttl,
                            expire_at,
                            info->client.p,

@@ -80,7 +80,7 @@ static void round_trip(const node_cmd_t *c)
     pub.data = c->data;
     pub.offset = c->offset;
     pub.has_info = true;
-    pub.info = (broker_client_info_t){c->token, c->name, c->data, c->data};
+    pub.info = (rt_client_info_t){c->token, c->name, c->data, c->data};
     pub.tags = &tag;
     pub.ntags = 1;
     check(node_json_push_pub(&out, &pub) == 0);

@@ -77,7 +77,7 @@ static PB(Reply) * unpack(const rt_buf_t *b)
     return r;
 }
 
-static void check_info(const PB(ClientInfo) * ci, const broker_client_info_t *want)
+static void check_info(const PB(ClientInfo) * ci, const rt_client_info_t *want)
 {
     check(ci != NULL);
     check(same_str(ci->user, want->user));
@@ -99,7 +99,7 @@ static void round_trip(const node_cmd_t *c)
     pub.data = c->data;
     pub.offset = c->offset;
     pub.has_info = true;
-    pub.info = (broker_client_info_t){c->token, c->name, c->data, c->data};
+    pub.info = (rt_client_info_t){c->token, c->name, c->data, c->data};
     pub.tags = &tag;
     pub.ntags = 1;
     check(node_pb_push_pub(&out, &pub) == 0);

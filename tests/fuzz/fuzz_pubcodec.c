@@ -1,11 +1,13 @@
-/* Redis PUB/SUB payloads and stream entries (broker/pubcodec.h): decode arbitrary bytes as
- * a channel message, a bare publication or a ClientInfo (first byte selects), and check
- * that whatever decodes re-encodes to something that decodes to the same fields. */
+/* Redis PUB/SUB payloads and stream entries (broker/pubcodec.h) and presence values
+ * (broker/rds_info.h): decode arbitrary bytes as a channel message, a bare publication or a
+ * ClientInfo (first byte selects), and check that whatever decodes re-encodes to something
+ * that decodes to the same fields. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker/pubcodec.h"
+#include "broker/rds_info.h"
 #include "node/base/alloc.h"
 #include "node/base/buf.h"
 #include "node/base/err.h"
@@ -25,7 +27,7 @@ static void check_inside(rt_str_t s)
     check(s.n == 0 || (s.p >= in_lo && s.p + s.n <= in_hi));
 }
 
-static void check_info_inside(const broker_client_info_t *i)
+static void check_info_inside(const rt_client_info_t *i)
 {
     check_inside(i->user);
     check_inside(i->client);
@@ -33,7 +35,7 @@ static void check_info_inside(const broker_client_info_t *i)
     check_inside(i->chan_info);
 }
 
-static bool info_eq(const broker_client_info_t *a, const broker_client_info_t *b)
+static bool info_eq(const rt_client_info_t *a, const rt_client_info_t *b)
 {
     return rt_str_eq(a->user, b->user) && rt_str_eq(a->client, b->client) &&
            rt_str_eq(a->conn_info, b->conn_info) && rt_str_eq(a->chan_info, b->chan_info);
@@ -96,13 +98,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_pub(&p.fields);
         broker_pc_pub_cleanup(&p);
     } else {
-        broker_client_info_t info;
-        if (broker_pc_decode_info(in, &info) == 0) {
+        rt_client_info_t info;
+        if (rds_info_decode(in, &info) == 0) {
             check_info_inside(&info);
             rt_buf_t b = RT_BUF_INIT;
-            broker_pc_encode_info(&b, &info);
-            broker_client_info_t again;
-            check(broker_pc_decode_info(rt_buf_str(&b), &again) == 0);
+            rds_info_encode(&b, &info);
+            rt_client_info_t again;
+            check(rds_info_decode(rt_buf_str(&b), &again) == 0);
             check(info_eq(&info, &again));
             rt_buf_cleanup(&b);
         }

@@ -96,6 +96,36 @@ describe('graceful shutdown', { timeout: 60000 }, () => {
         }
     });
 
+    it('spreads the 3001 disconnects over shutdown.disconnect_window', async () => {
+        const r = await startRotor({
+            config: { workers: 1, shutdown: { timeout: '10s', disconnect_window: '2s' } },
+        });
+        try {
+            const raws = [];
+            for (let i = 0; i < 40; i++) {
+                const raw = await RawClient.open(r);
+                await raw.connect(r.makeToken({ sub: `w${i}` }));
+                raws.push(raw);
+            }
+            const t0 = Date.now();
+            r.signal('SIGTERM');
+            const at = await Promise.all(raws.map(async (raw) => {
+                const cl = await raw.waitClose(8000);
+                assert.equal(cl.code, 3001);
+                return Date.now() - t0;
+            }));
+            at.sort((a, b) => a - b);
+            // A ramp, not a storm: the first ones go at once, the last ones near the end.
+            assert.ok(at[0] < 500, `first after ${at[0]} ms`);
+            assert.ok(at[at.length - 1] >= 1500, `all ${at.length} gone by ${at.at(-1)} ms`);
+            assert.ok(at[at.length - 1] < 3500, `last after ${at.at(-1)} ms`);
+            const ex = await r.waitExit(8000);
+            assert.equal(ex.code, 0);
+        } finally {
+            await r.stop({ check: false });
+        }
+    });
+
     it('exits within shutdown.timeout when a peer never completes the close handshake', async () => {
         const r = await startRotor({ config: { shutdown: { timeout: '2s' } } });
         let sock;

@@ -43,7 +43,7 @@ typedef struct res {
     fix_t *fix;
 } res_t;
 
-static void format_info(char *out, size_t cap, rt_str_t ch, const broker_client_info_t *i)
+static void format_info(char *out, size_t cap, rt_str_t ch, const rt_client_info_t *i)
 {
     snprintf(out, cap, RT_STR_FMT "|" RT_STR_FMT "|" RT_STR_FMT "|" RT_STR_FMT "|" RT_STR_FMT,
              RT_STR_ARG(ch), RT_STR_ARG(i->user), RT_STR_ARG(i->client), RT_STR_ARG(i->conn_info),
@@ -57,14 +57,14 @@ static void sink_pub(void *ud, broker_pub_t *pub)
     s->pubs[s->npubs++] = broker_pub_ref(pub);
 }
 
-static void sink_join(void *ud, rt_str_t channel, const broker_client_info_t *info)
+static void sink_join(void *ud, rt_str_t channel, const rt_client_info_t *info)
 {
     sink_rec_t *s = ud;
     s->njoins++;
     format_info(s->last_join, sizeof(s->last_join), channel, info);
 }
 
-static void sink_leave(void *ud, rt_str_t channel, const broker_client_info_t *info)
+static void sink_leave(void *ud, rt_str_t channel, const rt_client_info_t *info)
 {
     sink_rec_t *s = ud;
     s->nleaves++;
@@ -260,7 +260,7 @@ static void test_publish_copies_request(void **state)
     fix_t *f = *state;
     char ch[] = "chan", data[] = "{\"v\":\"abc\"}", user[] = "u", client[] = "c";
     char tk[] = "tk", tv[] = "tv";
-    broker_client_info_t info = {rt_str_c(user), rt_str_c(client), RT_STR("{}"), RT_STR_NULL};
+    rt_client_info_t info = {rt_str_c(user), rt_str_c(client), RT_STR("{}"), RT_STR_NULL};
     broker_tag_t tag = {rt_str_c(tk), rt_str_c(tv)};
     broker_publish_req_t req = {.fields = {.channel = rt_str_c(ch),
                                            .data = rt_str_c(data),
@@ -579,7 +579,7 @@ static void test_never_synchronous(void **state)
                                 .opts = hist_opts(10, 60000, 0)};
     broker_publish_req_t plain = {.fields = {.channel = RT_STR("p"), .data = RT_STR("{}")}};
     broker_history_req_t hreq = {.channel = RT_STR("ch"), .limit = -1};
-    broker_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR_NULL, RT_STR_NULL};
+    rt_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR_NULL, RT_STR_NULL};
     res_t p1 = {0}, p2 = {0}, h = {0}, d = {0};
 
     assert_int_equal(broker_publish(f->b, &req, publish_cb, &p1), 0);
@@ -686,7 +686,7 @@ static void test_join_leave(void **state)
 {
     fix_t *f = *state;
     char user[] = "u1", client[] = "c1", ci[] = "{\"a\":1}";
-    broker_client_info_t info = {rt_str_c(user), rt_str_c(client), rt_str_c(ci), RT_STR("[]")};
+    rt_client_info_t info = {rt_str_c(user), rt_str_c(client), rt_str_c(ci), RT_STR("[]")};
     assert_int_equal(broker_publish_join(f->b, RT_STR("room"), &info), 0);
     memset(user, 'x', 2);
     memset(client, 'x', 2);
@@ -756,7 +756,7 @@ static void test_destroy_cancels_pending(void **state)
     broker_publish_req_t req = {.fields = {.channel = RT_STR("ch"), .data = RT_STR("{}")},
                                 .opts = hist_opts(10, 60000, 0)};
     broker_history_req_t hreq = {.channel = RT_STR("ch"), .limit = -1};
-    broker_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR_NULL, RT_STR_NULL};
+    rt_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR_NULL, RT_STR_NULL};
     res_t p = {0}, h = {0}, d = {0};
     assert_int_equal(broker_publish(f->b, &req, publish_cb, &p), 0);
     assert_int_equal(broker_history(f->b, &hreq, history_cb, &h), 0);

@@ -27,6 +27,7 @@
 
 #include "broker/broker_redis.h"
 #include "broker/broker_redis_internal.h"
+#include "broker/rds_shard.h"
 #include "node/base/buf.h"
 #include "node/base/err.h"
 #include "node/base/log.h"
@@ -196,7 +197,7 @@ typedef struct fix {
     ev_timer tick; /* keeps EV_RUN_ONCE from sleeping longer than 5 ms */
 } fix_t;
 
-static void format_info(char *out, size_t cap, rt_str_t ch, const broker_client_info_t *i)
+static void format_info(char *out, size_t cap, rt_str_t ch, const rt_client_info_t *i)
 {
     snprintf(out, cap, RT_STR_FMT "|" RT_STR_FMT "|" RT_STR_FMT "|" RT_STR_FMT "|" RT_STR_FMT,
              RT_STR_ARG(ch), RT_STR_ARG(i->user), RT_STR_ARG(i->client), RT_STR_ARG(i->conn_info),
@@ -210,14 +211,14 @@ static void sink_pub(void *ud, broker_pub_t *pub)
     s->pubs[s->npubs++] = broker_pub_ref(pub);
 }
 
-static void sink_join(void *ud, rt_str_t channel, const broker_client_info_t *info)
+static void sink_join(void *ud, rt_str_t channel, const rt_client_info_t *info)
 {
     sink_rec_t *s = ud;
     s->njoins++;
     format_info(s->last_join, sizeof(s->last_join), channel, info);
 }
 
-static void sink_leave(void *ud, rt_str_t channel, const broker_client_info_t *info)
+static void sink_leave(void *ud, rt_str_t channel, const rt_client_info_t *info)
 {
     sink_rec_t *s = ud;
     s->nleaves++;
@@ -502,43 +503,6 @@ static int port0(fix_t *f)
 
 /* ---- tests ---- */
 
-static void test_shard_vectors(void **state)
-{
-    /* SERVER.md §3.13. */
-    static const struct {
-        const char *ch;
-        uint64_t fnv;
-        size_t n2, n3, n4, n8, n128;
-    } v[] = {
-        {"chat:index", 0x4e648ca6baf3d6b9ULL, 0, 0, 0, 0, 78},
-        {"news", 0xe5495bbaa03a6526ULL, 1, 2, 3, 3, 81},
-        {"user#42", 0xb99d91a5089d7a45ULL, 1, 2, 2, 2, 69},
-        {"a", 0xaf63dc4c8601ec8cULL, 1, 2, 2, 2, 31},
-    };
-    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-        rt_str_t ch = rt_str_c(v[i].ch);
-        assert_int_equal(broker_redis__fnv1a64(ch), v[i].fnv);
-        assert_int_equal(broker_redis_shard_of(ch, 1), 0);
-        assert_int_equal(broker_redis_shard_of(ch, 2), v[i].n2);
-        assert_int_equal(broker_redis_shard_of(ch, 3), v[i].n3);
-        assert_int_equal(broker_redis_shard_of(ch, 4), v[i].n4);
-        assert_int_equal(broker_redis_shard_of(ch, 8), v[i].n8);
-        assert_int_equal(broker_redis_shard_of(ch, 128), v[i].n128);
-    }
-    assert_int_equal(broker_redis__fnv1a64(RT_STR("")), 14695981039346656037ULL);
-    /* Consistency: growing 4 -> 5 shards moves a channel only to the new shard. */
-    int moved = 0;
-    for (int i = 0; i < 1000; i++) {
-        char ch[16];
-        snprintf(ch, sizeof(ch), "ch%d", i);
-        size_t s4 = broker_redis_shard_of(rt_str_c(ch), 4);
-        size_t s5 = broker_redis_shard_of(rt_str_c(ch), 5);
-        assert_true(s5 == s4 || s5 == 4);
-        moved += s5 != s4;
-    }
-    assert_true(moved > 120 && moved < 280); /* ~1/5 */
-}
-
 static void test_publish_without_history(void **state)
 {
     fix_t *f = *state;
@@ -596,7 +560,7 @@ static void test_publish_all_fields(void **state)
     fix_t *f = *state;
     NEED_REDIS(f);
     subscribe_wait(f, f->a.b, port0(f), "chan", 1);
-    broker_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR("{}"), RT_STR("\x01\x02")};
+    rt_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR("{}"), RT_STR("\x01\x02")};
     broker_tag_t tag = {RT_STR("tk"), RT_STR("tv")};
     broker_publish_req_t req = {.fields = {.channel = RT_STR("chan"),
                                            .data = RT_STR("\x00\xff"),
@@ -928,7 +892,7 @@ static void test_two_nodes(void **state)
     assert_true(rt_str_eq_c(p->data, "{\"hello\":1}"));
     assert_int_equal(f->a.sink.npubs, 0); /* A is not subscribed */
 
-    broker_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{\"a\":1}"), RT_STR("[]")};
+    rt_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{\"a\":1}"), RT_STR("[]")};
     assert_int_equal(broker_publish_join(f->a.b, RT_STR("room"), &info), 0);
     info.user = RT_STR("u2");
     info.conn_info = RT_STR_NULL;
@@ -1005,7 +969,7 @@ static const char *channel_on_shard(size_t shard, int k, char *buf, size_t cap)
 {
     for (int i = 0;; i++) {
         snprintf(buf, cap, "s%d-%d", k, i);
-        if (broker_redis_shard_of(rt_str_c(buf), 2) == shard)
+        if (rds_shard_of(rt_str_c(buf), 2) == shard)
             return buf;
     }
 }
@@ -1478,7 +1442,7 @@ static void test_cl_two_nodes(void **state)
     }
     assert_int_equal(f->a.sink.npubs, 0);
 
-    broker_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{}"), RT_STR("")};
+    rt_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{}"), RT_STR("")};
     assert_int_equal(broker_publish_join(f->a.b, RT_STR("room"), &info), 0);
     assert_int_equal(broker_publish_leave(f->a.b, RT_STR("room"), &info), 0);
     assert_true(run_until(f, &f->b.sink.nleaves, 1, 5000));
@@ -1574,7 +1538,7 @@ static void test_cl_sharded(void **state)
     assert_true(rt_str_eq_c(f->b.sink.pubs[8]->data, "idem"));
     assert_int_equal(f->a.sink.npubs, 0);
 
-    broker_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{}"), RT_STR("")};
+    rt_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{}"), RT_STR("")};
     assert_int_equal(broker_publish_join(f->a.b, RT_STR("room"), &info), 0);
     assert_int_equal(broker_publish_leave(f->a.b, RT_STR("room"), &info), 0);
     assert_true(run_until(f, &f->b.sink.nleaves, 1, 5000));
@@ -1673,7 +1637,6 @@ int run_broker_redis(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shard_vectors),
         T(test_publish_without_history),
         T(test_offsets_and_epoch),
         T(test_publish_all_fields),

@@ -13,8 +13,8 @@
 #include "node/base/buf.h"
 #include "node/base/err.h"
 
-static const broker_client_info_t full_info = {RT_STR("user-1"), RT_STR("client-1"),
-                                               RT_STR("{\"a\":1}"), RT_STR("\x00\x01\xff")};
+static const rt_client_info_t full_info = {RT_STR("user-1"), RT_STR("client-1"),
+                                           RT_STR("{\"a\":1}"), RT_STR("\x00\x01\xff")};
 static const broker_tag_t two_tags[] = {{RT_STR("k1"), RT_STR("v1")}, {RT_STR("k2"), RT_STR("")}};
 
 static broker_pub_fields_t full_fields(void)
@@ -35,7 +35,7 @@ static void assert_str(rt_str_t got, rt_str_t want)
         assert_memory_equal(got.p, want.p, want.n);
 }
 
-static void assert_info(const broker_client_info_t *got, const broker_client_info_t *want)
+static void assert_info(const rt_client_info_t *got, const rt_client_info_t *want)
 {
     assert_str(got->user, want->user);
     assert_str(got->client, want->client);
@@ -121,7 +121,7 @@ static void test_pub_minimal_and_exact_bytes(void **state)
 
     /* Info with only a user; data_binary as key 100. */
     rt_buf_reset(&b);
-    broker_client_info_t info = {.user = RT_STR("u")};
+    rt_client_info_t info = {.user = RT_STR("u")};
     broker_pub_fields_t g = {.info = &info, .data_binary = true};
     broker_pc_encode_pub(&b, &g);
     const uint8_t want2[] = {0x82, 0x05, 0x81, 0x01, 0xa1, 'u', 0x64, 0xc3};
@@ -157,25 +157,6 @@ static void test_pub_large_and_negative(void **state)
     rt_buf_cleanup(&b);
     rt_free(tags);
     rt_free(data);
-}
-
-static void test_info_round_trip(void **state)
-{
-    rt_buf_t b = RT_BUF_INIT;
-    broker_pc_encode_info(&b, &full_info);
-    broker_client_info_t got;
-    assert_int_equal(broker_pc_decode_info(rt_buf_str(&b), &got), 0);
-    assert_info(&got, &full_info);
-    for (size_t cut = 0; cut < b.len; cut++)
-        assert_int_equal(broker_pc_decode_info(rt_str_from((const char *)b.p, cut), &got),
-                         RT_EPROTO);
-    rt_buf_reset(&b);
-    broker_client_info_t empty = {0};
-    broker_pc_encode_info(&b, &empty);
-    assert_int_equal(b.len, 1);
-    assert_int_equal(broker_pc_decode_info(rt_buf_str(&b), &got), 0);
-    assert_info(&got, &empty);
-    rt_buf_cleanup(&b);
 }
 
 static void test_framing_forms(void **state)
@@ -404,7 +385,6 @@ int run_pubcodec(void)
         cmocka_unit_test(test_pub_round_trip),
         cmocka_unit_test(test_pub_minimal_and_exact_bytes),
         cmocka_unit_test(test_pub_large_and_negative),
-        cmocka_unit_test(test_info_round_trip),
         cmocka_unit_test(test_framing_forms),
         cmocka_unit_test(test_malformed_headers),
         cmocka_unit_test(test_malformed_msgpack),

@@ -488,8 +488,7 @@ static broker_pub_t make_pub(const char *channel, const char *data, uint64_t off
     return p;
 }
 
-static const broker_client_info_t info42 = {.user = RT_STR("42"),
-                                            .client = RT_STR("c3d1\xe2\x80\xa6")};
+static const rt_client_info_t info42 = {.user = RT_STR("42"), .client = RT_STR("c3d1\xe2\x80\xa6")};
 
 /* ------------------------------------------------------------------------------------------
  * Encoder tests: PROTOCOL.md examples, byte-exact
@@ -542,7 +541,7 @@ static void test_replies_section3(void **state)
     node_json_reply_empty(&b, 6, "publish");
     EXPECT_BUF(&b, "{\"id\":6,\"publish\":{}}");
 
-    broker_client_info_t pres[] = {
+    rt_client_info_t pres[] = {
         {.user = RT_STR("42"),
          .client = RT_STR("c3d1\xe2\x80\xa6"),
          .conn_info = RT_STR("{\"name\":\"Alice\"}"),
@@ -798,7 +797,7 @@ static void test_pub_payloads(void **state)
     EXPECT_BUF(&b,
                "{\"data\":null,\"offset\":2,\"tags\":{\"a\\u003c\":\"\\u0026\",\"b\":\"\\\"\"}}");
 
-    broker_client_info_t ci = {.user = RT_STR_NULL, .client = RT_STR_NULL};
+    rt_client_info_t ci = {.user = RT_STR_NULL, .client = RT_STR_NULL};
     assert_int_equal(node_json_write_client_info(&b, &ci), 0);
     EXPECT_BUF(&b, "{\"user\":\"\",\"client\":\"\"}");
     rt_buf_cleanup(&b);

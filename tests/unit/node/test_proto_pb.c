@@ -983,10 +983,10 @@ static broker_pub_t make_pub(const char *channel, const char *data, uint64_t off
     return p;
 }
 
-static const broker_client_info_t info42 = {.user = RT_STR("42"),
-                                            .client = RT_STR("c3d1\xe2\x80\xa6"),
-                                            .conn_info = RT_STR("\x01\x02"),
-                                            .chan_info = RT_STR("{\"role\":\"admin\"}")};
+static const rt_client_info_t info42 = {.user = RT_STR("42"),
+                                        .client = RT_STR("c3d1\xe2\x80\xa6"),
+                                        .conn_info = RT_STR("\x01\x02"),
+                                        .chan_info = RT_STR("{\"role\":\"admin\"}")};
 
 static void test_golden_replies(void **state)
 {
@@ -1055,7 +1055,7 @@ static void test_varint(void **state)
     rt_buf_cleanup(&b);
 }
 
-static void check_info(const PB(ClientInfo) * ci, const broker_client_info_t *want)
+static void check_info(const PB(ClientInfo) * ci, const rt_client_info_t *want)
 {
     assert_non_null(ci);
     assert_true(rt_str_eq_c(want->user, ci->user));
@@ -1272,8 +1272,8 @@ static void test_round_trip_replies(void **state)
     free_reply(r);
     rt_buf_reset(&b);
 
-    broker_client_info_t anon = {.client = RT_STR("9a0f")};
-    broker_client_info_t entries[] = {info42, anon};
+    rt_client_info_t anon = {.client = RT_STR("9a0f")};
+    rt_client_info_t entries[] = {info42, anon};
     assert_int_equal(node_pb_reply_presence(&b, 7, entries, 2), 0);
     r = unpack_reply(&b);
     assert_int_equal(r->id, 7);
@@ -1349,7 +1349,7 @@ static void test_round_trip_pushes(void **state)
     rt_buf_reset(&b);
 
     /* join/leave always carry info, even an empty one */
-    broker_client_info_t empty = {0};
+    rt_client_info_t empty = {0};
     assert_int_equal(node_pb_push_join(&b, RT_STR("c"), &empty, true), 0);
     EXPECT_BYTES(&b, "\x22\x07\x12\x01\x63\x32\x02\x0a\x00");
 

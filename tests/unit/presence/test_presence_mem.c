@@ -84,14 +84,14 @@ static int cmp_entry(const void *a, const void *b)
     return strcmp(a, b);
 }
 
-static void get_cb(int status, const broker_client_info_t *entries, size_t n, void *ud)
+static void get_cb(int status, const rt_client_info_t *entries, size_t n, void *ud)
 {
     res_t *r = ud;
     r->calls++;
     r->status = status;
     r->n = n;
     for (size_t i = 0; i < n && i < MAXREC; i++) {
-        const broker_client_info_t *e = &entries[i];
+        const rt_client_info_t *e = &entries[i];
         snprintf(r->entries[i], sizeof(r->entries[i]),
                  RT_STR_FMT "|" RT_STR_FMT "|" RT_STR_FMT "|" RT_STR_FMT, RT_STR_ARG(e->user),
                  RT_STR_ARG(e->client), RT_STR_ARG(e->conn_info), RT_STR_ARG(e->chan_info));
@@ -108,14 +108,14 @@ static void stats_cb(int status, uint32_t clients, uint32_t users, void *ud)
     r->users = users;
 }
 
-static broker_client_info_t info_of(const char *user, const char *client)
+static rt_client_info_t info_of(const char *user, const char *client)
 {
-    return (broker_client_info_t){rt_str_c(user), rt_str_c(client), RT_STR_NULL, RT_STR_NULL};
+    return (rt_client_info_t){rt_str_c(user), rt_str_c(client), RT_STR_NULL, RT_STR_NULL};
 }
 
 static void add(fix_t *f, const char *ch, const char *user, const char *client)
 {
-    broker_client_info_t info = info_of(user, client);
+    rt_client_info_t info = info_of(user, client);
     res_t r = {0};
     assert_int_equal(presence_add(f->p, rt_str_c(ch), &info, done_cb, &r), 0);
     assert_int_equal(r.calls, 0);
@@ -161,7 +161,7 @@ static void test_add_get(void **state)
 {
     fix_t *f = *state;
     char user[] = "u1", client[] = "c1", ci[] = "{\"a\":1}", chi[] = "{\"b\":2}";
-    broker_client_info_t info = {rt_str_c(user), rt_str_c(client), rt_str_c(ci), rt_str_c(chi)};
+    rt_client_info_t info = {rt_str_c(user), rt_str_c(client), rt_str_c(ci), rt_str_c(chi)};
     res_t d = {0};
     assert_int_equal(presence_add(f->p, RT_STR("room"), &info, done_cb, &d), 0);
     /* Everything is copied at the call. */
@@ -188,7 +188,7 @@ static void test_add_get(void **state)
 static void test_upsert(void **state)
 {
     fix_t *f = *state;
-    broker_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR_NULL, RT_STR("old")};
+    rt_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR_NULL, RT_STR("old")};
     assert_int_equal(presence_add(f->p, RT_STR("room"), &info, NULL, NULL), 0);
     info.chan_info = RT_STR("new");
     assert_int_equal(presence_add(f->p, RT_STR("room"), &info, NULL, NULL), 0);
@@ -257,7 +257,7 @@ static void test_stats(void **state)
 static void test_ordering_in_one_batch(void **state)
 {
     fix_t *f = *state;
-    broker_client_info_t a = info_of("u", "a"), b = info_of("u", "b");
+    rt_client_info_t a = info_of("u", "a"), b = info_of("u", "b");
     res_t g1 = {0}, g2 = {0}, s = {0};
     assert_int_equal(presence_add(f->p, RT_STR("room"), &a, NULL, NULL), 0);
     assert_int_equal(presence_add(f->p, RT_STR("room"), &b, NULL, NULL), 0);
@@ -279,7 +279,7 @@ typedef struct remover {
     char clients[4][8];
 } remover_t;
 
-static void remover_cb(int status, const broker_client_info_t *entries, size_t n, void *ud)
+static void remover_cb(int status, const rt_client_info_t *entries, size_t n, void *ud)
 {
     remover_t *r = ud;
     r->calls++;
@@ -348,7 +348,7 @@ static void test_sweep(void **state)
 static void test_never_synchronous_and_bad_args(void **state)
 {
     fix_t *f = *state;
-    broker_client_info_t info = info_of("u", "c");
+    rt_client_info_t info = info_of("u", "c");
     res_t a = {0}, g = {0}, s = {0}, rm = {0};
     assert_int_equal(presence_add(f->p, RT_STR("room"), &info, done_cb, &a), 0);
     assert_int_equal(presence_get(f->p, RT_STR("room"), get_cb, &g), 0);
@@ -359,7 +359,7 @@ static void test_never_synchronous_and_bad_args(void **state)
     run(f);
     assert_int_equal(a.calls + g.calls + s.calls + rm.calls, 4);
 
-    broker_client_info_t noclient = info_of("u", "");
+    rt_client_info_t noclient = info_of("u", "");
     assert_int_equal(presence_add(f->p, RT_STR(""), &info, done_cb, &a), RT_EINVAL);
     assert_int_equal(presence_add(f->p, RT_STR("room"), &noclient, done_cb, &a), RT_EINVAL);
     assert_int_equal(presence_remove(f->p, RT_STR("room"), RT_STR(""), RT_STR(""), done_cb, &a),
@@ -373,7 +373,7 @@ static void test_never_synchronous_and_bad_args(void **state)
 static void test_destroy_cancels_pending(void **state)
 {
     fix_t *f = *state;
-    broker_client_info_t info = info_of("u", "c");
+    rt_client_info_t info = info_of("u", "c");
     res_t a = {0}, g = {0}, s = {0}, rm = {0};
     assert_int_equal(presence_add(f->p, RT_STR("room"), &info, done_cb, &a), 0);
     assert_int_equal(presence_add(f->p, RT_STR("room"), &info, NULL, NULL), 0);
@@ -417,14 +417,14 @@ static void reissue_cb(int status, void *ud)
 {
     killer_t *k = ud;
     k->statuses[k->calls++] = status;
-    broker_client_info_t info = info_of("u", "c");
+    rt_client_info_t info = info_of("u", "c");
     k->reissue = presence_add(k->f->p, RT_STR("room"), &info, reissue_cb, k);
 }
 
 static void test_destroy_from_callback(void **state)
 {
     fix_t *f = *state;
-    broker_client_info_t info = info_of("u", "c");
+    rt_client_info_t info = info_of("u", "c");
     killer_t k = {f, 0, {0}, 0};
     for (int i = 0; i < 3; i++)
         assert_int_equal(presence_add(f->p, RT_STR("room"), &info, killer_cb, &k), 0);

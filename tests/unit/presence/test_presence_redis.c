@@ -265,7 +265,7 @@ static int cmp_ent(const void *a, const void *b)
     return strcmp(x->client, y->client);
 }
 
-static void get_cb(int status, const broker_client_info_t *entries, size_t n, void *ud)
+static void get_cb(int status, const rt_client_info_t *entries, size_t n, void *ud)
 {
     res_t *r = ud;
     r->calls++;
@@ -344,7 +344,7 @@ static void wait_ready(fix_t *f, presence_t *p, const char *ch)
 
 static void add(fix_t *f, presence_t *p, const char *ch, const char *user, const char *client)
 {
-    broker_client_info_t info = {rt_str_c(user), rt_str_c(client), RT_STR_NULL, RT_STR_NULL};
+    rt_client_info_t info = {rt_str_c(user), rt_str_c(client), RT_STR_NULL, RT_STR_NULL};
     res_t r = {0};
     assert_int_equal(presence_add(p, rt_str_c(ch), &info, done_cb, &r), 0);
     assert_int_equal(r.calls, 0); /* never synchronous */
@@ -427,7 +427,7 @@ static void test_add_get_stats(void **state)
     assert_int_equal(r.users, 0);
 
     char user[] = "u1", client[] = "c1", ci[] = "{\"a\":1}", chi[] = "{\"b\":2}";
-    broker_client_info_t info = {rt_str_c(user), rt_str_c(client), rt_str_c(ci), rt_str_c(chi)};
+    rt_client_info_t info = {rt_str_c(user), rt_str_c(client), rt_str_c(ci), rt_str_c(chi)};
     res_t d = {0};
     assert_int_equal(presence_add(p, RT_STR("room"), &info, done_cb, &d), 0);
     /* Everything is copied at the call. */
@@ -498,7 +498,7 @@ static void test_remove(void **state)
                      RT_EINVAL);
     assert_int_equal(presence_remove(p, RT_STR("room"), RT_STR(""), RT_STR(""), NULL, NULL),
                      RT_EINVAL);
-    broker_client_info_t anon = {0};
+    rt_client_info_t anon = {0};
     assert_int_equal(presence_add(p, RT_STR("room"), &anon, NULL, NULL), RT_EINVAL);
     assert_int_equal(presence_get(p, RT_STR(""), get_cb, NULL), RT_EINVAL);
     assert_int_equal(presence_stats(p, RT_STR("room"), NULL, NULL), RT_EINVAL);
@@ -510,7 +510,7 @@ static void test_readd_updates(void **state)
     fix_t *f = *state;
     presence_t *p = make(f, ONE, 1, 0);
     wait_ready(f, p, "room");
-    broker_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{\"v\":1}"), RT_STR("old")};
+    rt_client_info_t info = {RT_STR("u1"), RT_STR("c1"), RT_STR("{\"v\":1}"), RT_STR("old")};
     assert_int_equal(presence_add(p, RT_STR("room"), &info, NULL, NULL), 0);
     info.conn_info = RT_STR("{\"v\":2}");
     info.chan_info = RT_STR("new");
@@ -647,8 +647,8 @@ static void test_binary_round_trip(void **state)
     char conn[256], chan[4] = {0, (char)0xff, '_', 0};
     for (int i = 0; i < 256; i++)
         conn[i] = (char)(255 - i);
-    broker_client_info_t info = {RT_STR("\xc3\xa9l\xc3\xa8ve"), RT_STR("c-1"),
-                                 rt_str_from(conn, sizeof(conn)), rt_str_from(chan, 4)};
+    rt_client_info_t info = {RT_STR("\xc3\xa9l\xc3\xa8ve"), RT_STR("c-1"),
+                             rt_str_from(conn, sizeof(conn)), rt_str_from(chan, 4)};
     res_t d = {0};
     assert_int_equal(presence_add(p, RT_STR("bin"), &info, done_cb, &d), 0);
     assert_true(run_until(f, &d.calls, 1, 5000));
@@ -691,7 +691,7 @@ static void test_destroy_cancels(void **state)
     presence_t *p = make(f, ONE, 1, 0);
     wait_ready(f, p, "room");
     res_t a = {0}, g = {0}, s = {0};
-    broker_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR_NULL, RT_STR_NULL};
+    rt_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR_NULL, RT_STR_NULL};
     assert_int_equal(presence_add(p, RT_STR("room"), &info, done_cb, &a), 0);
     assert_int_equal(presence_get(p, RT_STR("room"), get_cb, &g), 0);
     assert_int_equal(presence_stats(p, RT_STR("room"), stats_cb, &s), 0);
@@ -713,7 +713,7 @@ typedef struct destroyer {
     res_t r;
 } destroyer_t;
 
-static void destroy_from_get_cb(int status, const broker_client_info_t *entries, size_t n, void *ud)
+static void destroy_from_get_cb(int status, const rt_client_info_t *entries, size_t n, void *ud)
 {
     destroyer_t *d = ud;
     d->r.calls++;
@@ -748,7 +748,7 @@ static void test_redis_down(void **state)
     fix_t *f = *state;
     rds_addr_t addr;
     char url[64];
-    broker_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR_NULL, RT_STR_NULL};
+    rt_client_info_t info = {RT_STR("u"), RT_STR("c"), RT_STR_NULL, RT_STR_NULL};
 
     /* Nothing listens: fail fast, no callback. */
     int port = free_port();

@@ -50,7 +50,7 @@ static void done_cb(int status, void *ud)
     r->status = status;
 }
 
-static void get_cb(int status, const broker_client_info_t *entries, size_t n, void *ud)
+static void get_cb(int status, const rt_client_info_t *entries, size_t n, void *ud)
 {
     res_t *r = ud;
     r->calls++;
@@ -101,7 +101,7 @@ static int group_teardown(void **state)
 static void add(struct ev_loop *loop, presence_t *p, const char *ch, const char *user,
                 const char *client)
 {
-    broker_client_info_t info = {rt_str_c(user), rt_str_c(client), RT_STR("{}"), RT_STR_NULL};
+    rt_client_info_t info = {rt_str_c(user), rt_str_c(client), RT_STR("{}"), RT_STR_NULL};
     int64_t deadline = rt_mono_ms() + 5000;
     for (;;) {
         res_t r = {0};

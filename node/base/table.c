@@ -1,31 +1,31 @@
-#include "broker/table.h"
+#include "node/base/table.h"
 
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
 
 #define MIN_BUCKETS 16
 
-void broker_table_init(broker_table_t *t)
+void rt_table_init(rt_table_t *t)
 {
     t->buckets = NULL;
     t->nbuckets = 0;
     t->count = 0;
 }
 
-void broker_table_cleanup(broker_table_t *t)
+void rt_table_cleanup(rt_table_t *t)
 {
     rt_free(t->buckets);
-    broker_table_init(t);
+    rt_table_init(t);
 }
 
-static void rehash(broker_table_t *t, size_t nbuckets)
+static void rehash(rt_table_t *t, size_t nbuckets)
 {
-    broker_table_node_t **nb = rt_calloc(nbuckets, sizeof(*nb));
+    rt_table_node_t **nb = rt_calloc(nbuckets, sizeof(*nb));
 
     for (size_t i = 0; i < t->nbuckets; i++) {
-        broker_table_node_t *n = t->buckets[i];
+        rt_table_node_t *n = t->buckets[i];
         while (n != NULL) {
-            broker_table_node_t *next = n->next;
+            rt_table_node_t *next = n->next;
             size_t j = n->hash & (nbuckets - 1);
             n->next = nb[j];
             nb[j] = n;
@@ -37,21 +37,21 @@ static void rehash(broker_table_t *t, size_t nbuckets)
     t->nbuckets = nbuckets;
 }
 
-broker_table_node_t *broker_table_find(const broker_table_t *t, rt_str_t key)
+rt_table_node_t *rt_table_find(const rt_table_t *t, rt_str_t key)
 {
     if (t->count == 0)
         return NULL;
     unsigned long h = rt_str_hash(key);
-    for (broker_table_node_t *n = t->buckets[h & (t->nbuckets - 1)]; n != NULL; n = n->next) {
+    for (rt_table_node_t *n = t->buckets[h & (t->nbuckets - 1)]; n != NULL; n = n->next) {
         if (n->hash == h && rt_str_eq(n->key, key))
             return n;
     }
     return NULL;
 }
 
-void broker_table_insert(broker_table_t *t, broker_table_node_t *n)
+void rt_table_insert(rt_table_t *t, rt_table_node_t *n)
 {
-    RT_DASSERT(broker_table_find(t, n->key) == NULL);
+    RT_DASSERT(rt_table_find(t, n->key) == NULL);
     /* Load factor at most 1: chains stay short without tuning. */
     if (t->count + 1 > t->nbuckets)
         rehash(t, t->nbuckets ? t->nbuckets * 2 : MIN_BUCKETS);
@@ -62,10 +62,10 @@ void broker_table_insert(broker_table_t *t, broker_table_node_t *n)
     t->count++;
 }
 
-void broker_table_remove(broker_table_t *t, broker_table_node_t *n)
+void rt_table_remove(rt_table_t *t, rt_table_node_t *n)
 {
     RT_ASSERT(t->count > 0);
-    broker_table_node_t **pp = &t->buckets[n->hash & (t->nbuckets - 1)];
+    rt_table_node_t **pp = &t->buckets[n->hash & (t->nbuckets - 1)];
     while (*pp != n) {
         RT_ASSERT(*pp != NULL);
         pp = &(*pp)->next;
@@ -75,10 +75,10 @@ void broker_table_remove(broker_table_t *t, broker_table_node_t *n)
     t->count--;
 }
 
-void broker_table_shrink(broker_table_t *t)
+void rt_table_shrink(rt_table_t *t)
 {
     if (t->count == 0) {
-        broker_table_cleanup(t);
+        rt_table_cleanup(t);
         return;
     }
     size_t nb = t->nbuckets;
@@ -90,21 +90,21 @@ void broker_table_shrink(broker_table_t *t)
         rehash(t, nb);
 }
 
-void broker_table_iter_init(broker_table_iter_t *it, const broker_table_t *t)
+void rt_table_iter_init(rt_table_iter_t *it, const rt_table_t *t)
 {
     it->t = t;
     it->bucket = 0;
     it->next = NULL;
 }
 
-broker_table_node_t *broker_table_iter_next(broker_table_iter_t *it)
+rt_table_node_t *rt_table_iter_next(rt_table_iter_t *it)
 {
     while (it->next == NULL) {
         if (it->bucket >= it->t->nbuckets)
             return NULL;
         it->next = it->t->buckets[it->bucket++];
     }
-    broker_table_node_t *n = it->next;
+    rt_table_node_t *n = it->next;
     it->next = n->next;
     return n;
 }
