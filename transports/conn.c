@@ -87,8 +87,6 @@ void tr__conn_enqueue(tr_conn_t *c, rt_bytes_t *b)
         c->qcap = ncap;
         c->qhead = 0;
     }
-    if (c->qbytes == 0)
-        start_write_timer(c);
     c->q[(c->qhead + c->qlen) % c->qcap] = (tr_out_t){rt_bytes_ref(b), 0};
     c->qlen++;
     c->qbytes += b->len;
@@ -334,14 +332,16 @@ static void conn_flush(tr_conn_t *c)
         tl->stats.frames_out++;
         queue_pop(c);
     }
+    /* The write timer runs only while output is stuck: a flush that empties the queue (the
+     * common case) costs no timer work. It restarts whenever bytes move. */
     if (c->qlen == 0) {
-        if (!c->lingering)
+        if (!c->lingering && ev_is_active(&c->wtimer))
             ev_timer_stop(tl->loop, &c->wtimer);
         if (c->finishing)
             start_linger(c);
         return;
     }
-    if (wr > 0)
+    if (wr > 0 || !ev_is_active(&c->wtimer))
         start_write_timer(c);
     ev_io_start(tl->loop, &c->wio);
 }
