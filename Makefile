@@ -38,6 +38,7 @@ run: rotor
 
 npm:
 	@cd tests/integration && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; }
+	@cd tests/deploy && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; }
 
 test: build npm
 	cd $(BUILD) && ctest --output-on-failure -j 2
