@@ -135,7 +135,11 @@ int node_server_run(const node_config_t *cfg)
 {
     signal(SIGPIPE, SIG_IGN);
     rt_log_set_level(cfg->log_level);
-    if (!isatty(STDERR_FILENO))
+    /* A running node logs to stdout, one JSON object per line unless a person watches a
+     * terminal (what container runtimes and log shippers expect, as with Centrifugo);
+     * command-line tools keep stdout for their output and log to stderr. */
+    rt_log_set_fd(STDOUT_FILENO);
+    if (!isatty(STDOUT_FILENO))
         rt_log_set_json(true);
 
     server_t *s = RT_NEW(server_t);
@@ -170,6 +174,13 @@ int node_server_run(const node_config_t *cfg)
     for (int i = 0; i < node->nworkers; i++)
         node->workers[i] = node_worker_new(node, i);
     rlim_t nofile = raise_nofile();
+    /* Signal watchers before the listeners: a SIGTERM that arrives as soon as /health
+     * answers must start a drain, not kill the process with the default action. */
+    ev_signal_init(&s->sigterm, on_signal, SIGTERM);
+    ev_signal_init(&s->sigint, on_signal, SIGINT);
+    s->sigterm.data = s->sigint.data = s;
+    ev_signal_start(s->loop, &s->sigterm);
+    ev_signal_start(s->loop, &s->sigint);
     for (int i = 0; i < node->nworkers; i++) {
         if (node_worker_start(node->workers[i]) != 0) {
             RT_LOG_ERROR("cannot listen on %s:%d", cfg->http_address[0] ? cfg->http_address : "*",
@@ -177,11 +188,6 @@ int node_server_run(const node_config_t *cfg)
             _exit(1); /* started workers hold threads; nothing to flush yet */
         }
     }
-    ev_signal_init(&s->sigterm, on_signal, SIGTERM);
-    ev_signal_init(&s->sigint, on_signal, SIGINT);
-    s->sigterm.data = s->sigint.data = s;
-    ev_signal_start(s->loop, &s->sigterm);
-    ev_signal_start(s->loop, &s->sigint);
 
     rt_buf_t shards = RT_BUF_INIT;
     redis_shard_names(cfg, &shards);

@@ -12,6 +12,7 @@
 
 _Atomic int rt_log_level_ = RT_LOG_INFO;
 static _Atomic bool log_json;
+static _Atomic int log_fd = STDERR_FILENO;
 
 static const char *const level_names[] = {"trace", "debug", "info", "warn", "error", "none"};
 
@@ -23,6 +24,11 @@ void rt_log_set_level(int level)
 void rt_log_set_json(bool json)
 {
     atomic_store(&log_json, json);
+}
+
+void rt_log_set_fd(int fd)
+{
+    atomic_store(&log_fd, fd);
 }
 
 int rt_log_parse_level(const char *name, int *level)
@@ -100,7 +106,7 @@ void rt_log_write(int level, const char *module, const char *fmt, ...)
             n = sizeof(line) - 1;
     }
     /* One write per line keeps lines from different threads whole. */
-    if (write(STDERR_FILENO, line, n) < 0) {
+    if (write(atomic_load(&log_fd), line, n) < 0) {
         /* logging must never fail the caller */
     }
 }

@@ -26,6 +26,8 @@ void rt_log_set_level(int level);
 int rt_log_parse_level(const char *name, int *level);
 /* Selects JSON lines (true) or text lines (false). Default: text. */
 void rt_log_set_json(bool json);
+/* Where lines go [stderr]. */
+void rt_log_set_fd(int fd);
 void rt_log_write(int level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
