@@ -215,6 +215,7 @@ typedef struct node_config {
     int64_t channel_limit;                   /* [128] */
     int64_t user_connection_limit;           /* [0] */
     int64_t connection_limit;                /* [0] */
+    int64_t connection_rate_limit;           /* [0] new connections/s per node; 0 = off */
     int64_t stale_close_delay_ms;            /* [10s] */
     int64_t expired_close_delay_ms;          /* [25s] */
     int64_t expired_sub_close_delay_ms;      /* [25s] */

@@ -7,6 +7,7 @@
 #include "node/base/log.h"
 #include "node/codes.h"
 #include "node/node_internal.h"
+#include "node/ratelimit.h"
 
 #define CONSUME_PATH "/centrifugal.centrifugo.unistream.CentrifugoUniStream/Consume"
 
@@ -19,6 +20,10 @@ static void on_call(tr_grpc_call_t *call, rt_str_t path, const uint8_t *msg, siz
     }
     if (node_connection_limit_reached(w)) {
         tr_grpc_finish(call, TR_GRPC_UNAVAILABLE, "connection limit reached");
+        return;
+    }
+    if (node_connection_rate_limited(w)) {
+        tr_grpc_finish(call, TR_GRPC_UNAVAILABLE, "connection rate limit reached");
         return;
     }
     node_pb_reader_t r;

@@ -14,6 +14,7 @@
 #include "node/base/rand.h"
 #include "node/codes.h"
 #include "node/node_internal.h"
+#include "node/ratelimit.h"
 
 #define STREAM_HEADERS                                                                             \
     "Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\n"                   \
@@ -136,6 +137,10 @@ static node_client_t *start_stream_session(node_worker_t *w, tr_http_req_t *req,
     const node_config_t *cfg = w->node->cfg;
     if (node_connection_limit_reached(w)) {
         respond_error(cfg, req, 503, "connection limit reached");
+        return NULL;
+    }
+    if (node_connection_rate_limited(w)) {
+        respond_error(cfg, req, 503, "connection rate limit reached");
         return NULL;
     }
     rt_buf_t h = RT_BUF_INIT;
@@ -336,6 +341,10 @@ void node_handle_uni_websocket(node_worker_t *w, tr_http_req_t *req)
     }
     if (node_connection_limit_reached(w)) {
         tr_http_respond_error(req, 503, "connection limit reached");
+        return;
+    }
+    if (node_connection_rate_limited(w)) {
+        tr_http_respond_error(req, 503, "connection rate limit reached");
         return;
     }
     rt_buf_t connect = RT_BUF_INIT;

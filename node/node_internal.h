@@ -25,6 +25,7 @@
 #include "node/jwt.h"
 #include "node/map.h"
 #include "node/proto.h"
+#include "node/ratelimit.h"
 #include "node/wire.h"
 #include "presence/presence.h"
 #include "transports/grpc.h"
@@ -388,10 +389,12 @@ struct node_worker {
     struct ev_loop *loop; /* owned */
     rt_mailbox_t mailbox;
     tr_loop_t tl;
-    tr_http_server_t *http;     /* owned */
-    tr_grpc_server_t *grpc;     /* owned; NULL unless uni_grpc is enabled */
-    node_map_t clients;         /* id -> client */
-    node_client_t *client_list; /* all clients */
+    tr_http_server_t *http;          /* owned */
+    tr_grpc_server_t *grpc;          /* owned; NULL unless uni_grpc is enabled */
+    tr_http_server_t *internal_http; /* owned; NULL unless the internal listener is separate */
+    node_ratelimit_t conn_rate;      /* this worker's share of client.connection_rate_limit */
+    node_map_t clients;              /* id -> client */
+    node_client_t *client_list;      /* all clients */
     uint32_t nclients;
     node_map_t hub;      /* channel -> node_hub_chan_t */
     node_map_t sessions; /* session id -> client (emulation transports) */

@@ -10,6 +10,12 @@
 #include "node/base/log.h"
 #include "node/codes.h"
 #include "node/node_internal.h"
+#include "node/ratelimit.h"
+
+node_ratelimit_t *node_worker_conn_rate(node_worker_t *w)
+{
+    return &w->conn_rate;
+}
 
 /* ---------------------------------------------------------------------------------------
  * Engine -> worker mails.
@@ -244,6 +250,10 @@ static void handle_websocket(node_worker_t *w, tr_http_req_t *req)
         tr_http_respond_error(req, 503, "connection limit reached");
         return;
     }
+    if (node_connection_rate_limited(w)) {
+        tr_http_respond_error(req, 503, "connection rate limit reached");
+        return;
+    }
     bool pb = wants_protobuf(req);
     rt_str_t offered = tr_ws_offered_protocols(req);
     /* The offered subprotocol must be echoed or browsers fail the handshake (§1.5). */
@@ -294,64 +304,110 @@ static void handle_ready(node_worker_t *w, tr_http_req_t *req)
     respond_json(req, 200, "{}");
 }
 
-static void on_request(tr_http_req_t *req, void *ud)
-{
-    node_worker_t *w = ud;
-    const node_config_t *cfg = w->node->cfg;
-    rt_str_t path = tr_http_req_path(req);
+/* Which endpoints a listener serves (SERVER.md §2.4): the public one has the connection
+ * endpoints, the internal one the server API, /health, /ready and /metrics; without a
+ * separate internal listener the public one has everything. http_api.external moves the API
+ * to the public listener (and off the internal one), as Centrifugo does. */
+typedef enum listener_role {
+    LISTENER_ALL,
+    LISTENER_PUBLIC,
+    LISTENER_INTERNAL,
+} listener_role_t;
 
-    if (!cfg->websocket_disabled && path_is(path, cfg->websocket_prefix)) {
-        handle_websocket(w, req);
-        return;
-    }
-    if (cfg->http_stream_enabled && path_is(path, cfg->http_stream_prefix)) {
-        node_handle_http_stream(w, req);
-        return;
-    }
-    if (cfg->sse_enabled && path_is(path, cfg->sse_prefix)) {
-        node_handle_sse(w, req);
-        return;
-    }
-    if ((cfg->sse_enabled || cfg->http_stream_enabled) && path_is(path, cfg->emulation_prefix)) {
-        node_handle_emulation(w, req);
-        return;
-    }
-    if (cfg->uni_websocket_enabled && path_is(path, cfg->uni_websocket_prefix)) {
-        node_handle_uni_websocket(w, req);
-        return;
-    }
-    if (cfg->uni_sse_enabled && path_is(path, cfg->uni_sse_prefix)) {
-        node_handle_uni_sse(w, req);
-        return;
-    }
-    if (cfg->uni_http_stream_enabled && path_is(path, cfg->uni_http_stream_prefix)) {
-        node_handle_uni_http_stream(w, req);
-        return;
-    }
-    if (!cfg->http_api_disabled) {
+static bool serves_api(const node_config_t *cfg, listener_role_t role)
+{
+    if (cfg->http_api_disabled)
+        return false;
+    return role == LISTENER_ALL || (role == LISTENER_PUBLIC) == cfg->http_api_external;
+}
+
+/* The server API, /health, /ready and /metrics. Returns false when path is none of them. */
+static bool route_internal(node_worker_t *w, tr_http_req_t *req, rt_str_t path,
+                           listener_role_t role)
+{
+    const node_config_t *cfg = w->node->cfg;
+    if (serves_api(cfg, role)) {
         rt_str_t prefix = rt_str_c(cfg->http_api_prefix);
         if (rt_str_eq(path, prefix)) {
             node_api_handle_legacy(w, req);
-            return;
+            return true;
         }
         if (path.n > prefix.n + 1 && rt_str_starts_with(path, prefix) && path.p[prefix.n] == '/') {
             node_api_handle(w, req, rt_str_from(path.p + prefix.n + 1, path.n - prefix.n - 1));
-            return;
+            return true;
         }
     }
+    if (role == LISTENER_PUBLIC)
+        return false;
     if (path_is(path, cfg->health_prefix) || rt_str_eq_c(path, "/health")) {
         respond_json(req, 200, "{}");
-        return;
+        return true;
     }
     if (rt_str_eq_c(path, "/ready")) {
         handle_ready(w, req);
-        return;
+        return true;
     }
     if (cfg->prometheus_enabled && path_is(path, cfg->prometheus_prefix)) {
         node_metrics_render(w, req);
-        return;
+        return true;
     }
+    return false;
+}
+
+/* The connection endpoints. Returns false when path is none of them. */
+static bool route_connections(node_worker_t *w, tr_http_req_t *req, rt_str_t path)
+{
+    const node_config_t *cfg = w->node->cfg;
+    if (!cfg->websocket_disabled && path_is(path, cfg->websocket_prefix)) {
+        handle_websocket(w, req);
+        return true;
+    }
+    if (cfg->http_stream_enabled && path_is(path, cfg->http_stream_prefix)) {
+        node_handle_http_stream(w, req);
+        return true;
+    }
+    if (cfg->sse_enabled && path_is(path, cfg->sse_prefix)) {
+        node_handle_sse(w, req);
+        return true;
+    }
+    if ((cfg->sse_enabled || cfg->http_stream_enabled) && path_is(path, cfg->emulation_prefix)) {
+        node_handle_emulation(w, req);
+        return true;
+    }
+    if (cfg->uni_websocket_enabled && path_is(path, cfg->uni_websocket_prefix)) {
+        node_handle_uni_websocket(w, req);
+        return true;
+    }
+    if (cfg->uni_sse_enabled && path_is(path, cfg->uni_sse_prefix)) {
+        node_handle_uni_sse(w, req);
+        return true;
+    }
+    if (cfg->uni_http_stream_enabled && path_is(path, cfg->uni_http_stream_prefix)) {
+        node_handle_uni_http_stream(w, req);
+        return true;
+    }
+    return false;
+}
+
+static void route(node_worker_t *w, tr_http_req_t *req, listener_role_t role)
+{
+    rt_str_t path = tr_http_req_path(req);
+    if (role != LISTENER_INTERNAL && route_connections(w, req, path))
+        return;
+    if (route_internal(w, req, path, role))
+        return;
     tr_http_respond_error(req, 404, "not found");
+}
+
+static void on_public_request(tr_http_req_t *req, void *ud)
+{
+    node_worker_t *w = ud;
+    route(w, req, w->internal_http ? LISTENER_PUBLIC : LISTENER_ALL);
+}
+
+static void on_internal_request(tr_http_req_t *req, void *ud)
+{
+    route(ud, req, LISTENER_INTERNAL);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -395,6 +451,8 @@ static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
     w->stop_phase = 1;
     if (w->http)
         tr_http_server_stop(w->http);
+    if (w->internal_http)
+        tr_http_server_stop(w->internal_http);
     if (w->grpc)
         tr_grpc_server_stop(w->grpc);
     /* Spread the 3001s over shutdown.disconnect_window: the clients' reconnects reach the
@@ -435,6 +493,10 @@ node_worker_t *node_worker_new(node_t *node, int index)
     w->tick.data = w;
     ev_async_init(&w->stop, on_stop);
     w->stop.data = w;
+    /* ev_now before the loop first runs is the creation time: the bucket starts full. */
+    int nworkers = node->nworkers > 0 ? node->nworkers : 1;
+    node_ratelimit_init(&w->conn_rate, (double)node->cfg->connection_rate_limit / (double)nworkers,
+                        ev_now(w->loop));
     return w;
 }
 
@@ -445,10 +507,26 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* http_server.internal_port names a listener of its own unless it is the public one. */
+static bool internal_listener_separate(const node_config_t *cfg, const char **addr)
+{
+    *addr = cfg->http_internal_address[0] ? cfg->http_internal_address : cfg->http_address;
+    return cfg->http_internal_port != 0 &&
+           (cfg->http_internal_port != cfg->http_port || strcmp(*addr, cfg->http_address) != 0);
+}
+
 int node_worker_listen(node_worker_t *w)
 {
     const node_config_t *cfg = w->node->cfg;
-    tr_http_handler_t h = {.on_request = on_request, .ud = w};
+    const char *internal_addr;
+    if (internal_listener_separate(cfg, &internal_addr)) {
+        tr_http_handler_t ih = {.on_request = on_internal_request, .ud = w};
+        int rc =
+            tr_http_listen(&w->tl, internal_addr, cfg->http_internal_port, &ih, &w->internal_http);
+        if (rc != 0)
+            return rc;
+    }
+    tr_http_handler_t h = {.on_request = on_public_request, .ud = w};
     int rc = tr_http_listen(&w->tl, cfg->http_address, cfg->http_port, &h, &w->http);
     if (rc != 0)
         return rc;
@@ -499,6 +577,7 @@ void node_worker_free(node_worker_t *w)
         return;
     if (w->http)
         tr_http_server_free(w->http);
+    tr_http_server_free(w->internal_http); /* NULL is a no-op */
     tr_grpc_server_free(w->grpc);
     rt_mailbox_stop(&w->mailbox);
     rt_mailbox_cleanup(&w->mailbox, free_mail);

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "node/base/b64.h"
 #include "node/base/buf.h"
 #include "node/base/err.h"
 #include "node/base/json.h"
@@ -1089,6 +1090,148 @@ static void t_slow_reader_disconnected(void **state)
     CHECK_OTHERS();
 }
 
+/* ---- hostile tokens and keys (issue 7) ---- */
+
+/* Sends a connect command carrying token (any bytes a JSON string may hold) on a fresh
+ * WebSocket and requires close 3500 "invalid token": no reply, nothing else. */
+static void expect_token_refused(const char *token, const char *what)
+{
+    rt_tc_conn_t c;
+    rt_buf_t cmd = RT_BUF_INIT;
+    ws_open(&c);
+    rt_buf_printf(&cmd, "{\"id\":1,\"connect\":{\"token\":\"%s\"}}", token);
+    rt_buf_append_byte(&cmd, 0);
+    assert_int_equal(rt_tc_ws_send_text(&c, cstr(&cmd)), 0);
+    rt_buf_t reason = RT_BUF_INIT;
+    int code = 0;
+    int rc = rt_tc_ws_wait_close(&c, &code, &reason, T_MS);
+    if (rc != 0 || code != 3500 || strcmp(cstr(&reason), "invalid token") != 0)
+        fail_msg("%s: want close 3500 \"invalid token\", got %s %d \"%s\"", what, rt_strerror(rc),
+                 code, cstr(&reason));
+    rt_buf_cleanup(&reason);
+    rt_buf_cleanup(&cmd);
+    rt_tc_close(&c);
+}
+
+/* A token from literal header and claims JSON with the signature segment sig (b64url). */
+static void forged_token(rt_buf_t *out, const char *header, const char *claims, const char *sig)
+{
+    rt_b64_encode(out, header, strlen(header), true, false);
+    rt_buf_append_byte(out, '.');
+    rt_b64_encode(out, claims, strlen(claims), true, false);
+    rt_buf_append_byte(out, '.');
+    rt_buf_append_cstr(out, sig);
+    rt_buf_append_byte(out, 0);
+}
+
+static void t_jwt_hostile_connect_tokens(void **state)
+{
+    rt_buf_t t = RT_BUF_INIT;
+
+    forged_token(&t, "{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"sub\":\"42\"}", "");
+    expect_token_refused(cstr(&t), "alg none");
+    rt_buf_reset(&t);
+    forged_token(&t, "{\"alg\":\"HS256\"}", "{\"sub\":\"42\"}", "c2lnbmF0dXJl");
+    expect_token_refused(cstr(&t), "forged HS256 signature");
+    rt_buf_reset(&t);
+    rt_tc_jwt_hs256(&t, "not-the-secret", "{\"sub\":\"42\"}");
+    expect_token_refused(cstr(&t), "wrong secret");
+    rt_buf_reset(&t);
+    rt_tc_jwt_hs256(&t, "secret", "{\"sub\":\"42\",\"channel\":\"x\"}");
+    expect_token_refused(cstr(&t), "connection token with a channel claim");
+    expect_token_refused("!!!.@@@.###", "not base64url");
+    expect_token_refused("eyJhbGciOiJIUzI1NiJ9", "one segment");
+
+    /* A token near the WebSocket message limit: garbage segments, refused without a stall. */
+    rt_buf_reset(&t);
+    for (int seg = 0; seg < 3; seg++) {
+        for (int i = 0; i < 21000; i++)
+            rt_buf_append_byte(&t, 'A');
+        if (seg < 2)
+            rt_buf_append_byte(&t, '.');
+    }
+    rt_buf_append_byte(&t, 0);
+    expect_token_refused(cstr(&t), "huge token");
+    rt_buf_cleanup(&t);
+    CHECK_OTHERS();
+}
+
+/* An expired token is an error reply (109), not a disconnect: the client may refresh. */
+static void t_jwt_expired_connect_token(void **state)
+{
+    rt_tc_conn_t c;
+    rt_buf_t t = RT_BUF_INIT, line = RT_BUF_INIT;
+    rt_tc_jwt_hs256(&t, "secret", "{\"sub\":\"42\",\"exp\":1000000000}");
+    ws_open(&c);
+    rt_buf_t cmd = RT_BUF_INIT;
+    rt_buf_printf(&cmd, "{\"id\":1,\"connect\":{\"token\":\"%s\"}}", cstr(&t));
+    rt_buf_append_byte(&cmd, 0);
+    assert_int_equal(rt_tc_ws_send_text(&c, cstr(&cmd)), 0);
+    assert_int_equal(rt_tc_cf_next(&c, &line, T_MS), 0);
+    expect_line(&line, "{\"id\":1,\"error\":{\"code\":109,\"message\":\"token expired\"}}",
+                "expired token");
+    rt_tc_close(&c);
+    rt_buf_cleanup(&cmd);
+    rt_buf_cleanup(&line);
+    rt_buf_cleanup(&t);
+    CHECK_OTHERS();
+}
+
+/* A subscription token for another channel or user is an invalid token (3500). */
+static void t_jwt_subscription_token_bound(void **state)
+{
+    static const char *claims[] = {
+        "{\"sub\":\"42\",\"channel\":\"other\"}",
+        "{\"sub\":\"43\",\"channel\":\"mine\"}",
+        "{\"channel\":\"mine\"}",
+    };
+    for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
+        rt_tc_conn_t c;
+        rt_buf_t t = RT_BUF_INIT, cmd = RT_BUF_INIT;
+        open_connected(&c, NULL);
+        rt_tc_jwt_hs256(&t, "secret", claims[i]);
+        rt_buf_printf(&cmd, "{\"id\":2,\"subscribe\":{\"channel\":\"mine\",\"token\":\"%s\"}}",
+                      cstr(&t));
+        rt_buf_append_byte(&cmd, 0);
+        assert_int_equal(rt_tc_ws_send_text(&c, cstr(&cmd)), 0);
+        expect_close(&c, 3500, 0, "invalid token", true);
+        rt_tc_close(&c);
+        rt_buf_cleanup(&t);
+        rt_buf_cleanup(&cmd);
+    }
+    CHECK_OTHERS();
+}
+
+/* Wrong API keys in every place a key may come from, over and over: 401 each time, and
+ * the right key still works. */
+static void t_api_wrong_keys(void **state)
+{
+    static const char *hdrs[] = {"X-API-Key: wrong\r\n",
+                                 "X-API-Key: \r\n",
+                                 "Authorization: apikey wrong\r\n",
+                                 "Authorization: apikey\r\n",
+                                 "X-API-Key: keyX\r\n",
+                                 "X-API-Key: ke\r\n",
+                                 NULL};
+    rt_tc_http_resp_t r;
+    rt_tc_http_resp_init(&r);
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; hdrs[i] != NULL; i++) {
+            assert_int_equal(rt_tc_http_once(g_srv.port, "POST", "/api/info", hdrs[i], "{}", 2, &r),
+                             0);
+            if (r.status != 401)
+                fail_msg("%.*s: want 401, got %d", (int)strlen(hdrs[i]) - 2, hdrs[i], r.status);
+        }
+        assert_int_equal(
+            rt_tc_http_once(g_srv.port, "POST", "/api/info?api_key=wrong", NULL, "{}", 2, &r), 0);
+        assert_int_equal(r.status, 401);
+    }
+    assert_int_equal(rt_tc_http_once(g_srv.port, "POST", "/api/info", API_HDR, "{}", 2, &r), 0);
+    assert_int_equal(r.status, 200);
+    rt_tc_http_resp_cleanup(&r);
+    CHECK_OTHERS();
+}
+
 /* ---- runner ---- */
 
 static int group_setup(void **state)
@@ -1169,6 +1312,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_http_keepalive),
         cmocka_unit_test(t_http_slowloris),
         cmocka_unit_test(t_slow_reader_disconnected),
+        cmocka_unit_test(t_jwt_hostile_connect_tokens),
+        cmocka_unit_test(t_jwt_expired_connect_token),
+        cmocka_unit_test(t_jwt_subscription_token_bound),
+        cmocka_unit_test(t_api_wrong_keys),
     };
     int failed = cmocka_run_group_tests_name("hostile", tests, group_setup, group_teardown);
     rt_buf_cleanup(&g_token);

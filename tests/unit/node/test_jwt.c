@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
 #include <openssl/encoder.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -927,6 +929,240 @@ static void test_subscribe_claims(void **state)
     node_jwt_verifier_free(v);
 }
 
+/* ---- hostile tokens (issue 7) -------------------------------------------------------- */
+
+/* The token with its signature segment replaced by b64url(sig). */
+static char *with_signature(const char *tok, const void *sig, size_t n)
+{
+    const char *dot = strrchr(tok, '.');
+    rt_buf_t out = RT_BUF_INIT;
+    rt_buf_append(&out, tok, (size_t)(dot - tok + 1));
+    rt_b64_encode(&out, sig, n, true, false);
+    rt_buf_append_byte(&out, '\0');
+    return (char *)out.p;
+}
+
+/* The decoded signature of tok. */
+static void signature_of(const char *tok, rt_buf_t *out)
+{
+    const char *dot = strrchr(tok, '.');
+    assert_int_equal(rt_b64_decode(out, dot + 1, strlen(dot + 1), true), 0);
+}
+
+/* A MAC or signature that is a prefix of, or longer than, the right one is not the right
+ * one; neither is an all-zero one of the right length. */
+static void test_signature_lengths(void **state)
+{
+    node_token_config_t cfg = cfg_empty();
+    cfg.hmac_secret_key = SECRET;
+    cfg.rsa_public_key = K.rsa_pub;
+    cfg.ecdsa_public_key = K.ec_pub[0];
+    node_jwt_verifier_t *v = verifier(&cfg, false);
+    const char *algs[] = {"HS256", "RS256", "ES256"};
+    const char *keys[] = {SECRET, K.rsa_priv, K.ec_priv[0]};
+    for (int a = 0; a < 3; a++) {
+        char *good = sign(algs[a], keys[a], "{\"sub\":\"42\"}");
+        assert_int_equal(vconn(v, good), 0);
+        rt_buf_t sig = RT_BUF_INIT;
+        signature_of(good, &sig);
+        size_t lens[] = {0, 1, sig.len / 2, sig.len - 1};
+        for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+            char *t = with_signature(good, sig.p, lens[i]);
+            assert_int_equal(vconn(v, t), RT_EINVAL);
+            rt_free(t);
+        }
+        rt_buf_t longer = RT_BUF_INIT;
+        rt_buf_append(&longer, sig.p, sig.len);
+        rt_buf_append_byte(&longer, 0);
+        char *t = with_signature(good, longer.p, longer.len);
+        assert_int_equal(vconn(v, t), RT_EINVAL);
+        rt_free(t);
+        memset(longer.p, 0, sig.len);
+        t = with_signature(good, longer.p, sig.len);
+        assert_int_equal(vconn(v, t), RT_EINVAL);
+        rt_free(t);
+        rt_buf_cleanup(&longer);
+        rt_buf_cleanup(&sig);
+        rt_free(good);
+    }
+    node_jwt_verifier_free(v);
+}
+
+/* JWS ECDSA signatures are raw r||s (RFC 7518 §3.4); the DER form OpenSSL produces is not
+ * one, even though it verifies the same values. */
+static void test_ecdsa_der_signature_refused(void **state)
+{
+    node_token_config_t cfg = cfg_empty();
+    cfg.ecdsa_public_key = K.ec_pub[0];
+    node_jwt_verifier_t *v = verifier(&cfg, false);
+    char *good = sign("ES256", K.ec_priv[0], "{\"sub\":\"42\"}");
+    rt_buf_t raw = RT_BUF_INIT;
+    signature_of(good, &raw);
+    assert_int_equal(raw.len, 64);
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn((const unsigned char *)raw.p, 32, NULL);
+    BIGNUM *s = BN_bin2bn((const unsigned char *)raw.p + 32, 32, NULL);
+    assert_int_equal(ECDSA_SIG_set0(es, r, s), 1);
+    unsigned char *der = NULL;
+    int n = i2d_ECDSA_SIG(es, &der);
+    assert_true(n > 0);
+    char *t = with_signature(good, der, (size_t)n);
+    assert_int_equal(vconn(v, t), RT_EINVAL);
+    rt_free(t);
+    OPENSSL_free(der);
+    ECDSA_SIG_free(es);
+    rt_buf_cleanup(&raw);
+    rt_free(good);
+    node_jwt_verifier_free(v);
+}
+
+/* The confusion attack with every form of the public key an attacker might try as the HMAC
+ * secret (PEM as configured, without its final newline, DER), with and without an HMAC
+ * secret configured next to the RSA key. */
+static void test_alg_confusion_key_forms(void **state)
+{
+    BIO *in = BIO_new_mem_buf(K.rsa_pub, -1);
+    EVP_PKEY *pkey = PEM_read_bio_PUBKEY(in, NULL, NULL, NULL);
+    BIO_free(in);
+    assert_non_null(pkey);
+    unsigned char *der = NULL;
+    int der_n = i2d_PUBKEY(pkey, &der);
+    assert_true(der_n > 0);
+    EVP_PKEY_free(pkey);
+    char *pem_trimmed = rt_strdup(K.rsa_pub);
+    pem_trimmed[strlen(pem_trimmed) - 1] = '\0';
+    const char *payload = "{\"sub\":\"admin\"}";
+
+    for (int with_hmac = 0; with_hmac < 2; with_hmac++) {
+        node_token_config_t cfg = cfg_empty();
+        cfg.rsa_public_key = K.rsa_pub;
+        if (with_hmac)
+            cfg.hmac_secret_key = SECRET;
+        node_jwt_verifier_t *v = verifier(&cfg, false);
+        const char *algs[] = {"HS256", "HS384", "HS512"};
+        for (int a = 0; a < 3; a++) {
+            rt_buf_t out = RT_BUF_INIT;
+            assert_int_equal(node_jwt_sign(algs[a], rt_str_from((const char *)der, (size_t)der_n),
+                                           rt_str_c(payload), &out),
+                             0);
+            assert_int_equal(
+                node_jwt_verify_connect(v, rt_buf_str(&out), NOW, &(node_jwt_claims_t){0}),
+                RT_EINVAL);
+            rt_buf_cleanup(&out);
+            char *t = sign(algs[a], pem_trimmed, payload);
+            assert_int_equal(vconn(v, t), RT_EINVAL);
+            rt_free(t);
+            t = sign(algs[a], K.rsa_pub, payload);
+            assert_int_equal(vconn(v, t), RT_EINVAL);
+            rt_free(t);
+            /* An RS256 header over an HMAC made with the public key. */
+            t = sign_hdr("{\"alg\":\"RS256\"}", algs[a], K.rsa_pub, payload);
+            assert_int_equal(vconn(v, t), RT_EINVAL);
+            rt_free(t);
+        }
+        node_jwt_verifier_free(v);
+    }
+    OPENSSL_free(der);
+    rt_free(pem_trimmed);
+}
+
+/* Repeated names: the last copy wins everywhere, in the header as in the claims (Go's
+ * decoder, which Centrifugo uses, does the same; RFC 7519 §4 allows it). What matters is
+ * that the alg we check and the alg we verify with are one and the same, and that every
+ * claim check sees the copy the caller gets. */
+static void test_duplicate_names(void **state)
+{
+    node_jwt_verifier_t *v = hmac_verifier();
+    const char *payload = "{\"sub\":\"42\"}";
+    struct {
+        const char *header;
+        int want;
+    } hdr[] = {
+        {"{\"alg\":\"HS256\",\"alg\":\"none\"}", RT_EINVAL},
+        {"{\"alg\":\"HS256\",\"\\u0061lg\":\"none\"}", RT_EINVAL},
+        {"{\"alg\":\"HS512\",\"alg\":\"HS256\"}", 0}, /* signed with HS256: the last one */
+        {"{\"alg\":\"HS256\",\"alg\":\"HS512\"}", RT_EINVAL},
+        {"{\"alg\":\"none\",\"alg\":\"HS256\"}", 0},
+    };
+    for (size_t i = 0; i < sizeof(hdr) / sizeof(hdr[0]); i++) {
+        char *t = sign_hdr(hdr[i].header, "HS256", SECRET, payload);
+        if (vconn(v, t) != hdr[i].want)
+            fail_msg("header %s: want %d", hdr[i].header, hdr[i].want);
+        rt_free(t);
+    }
+
+    char p[160];
+    snprintf(p, sizeof(p), "{\"exp\":1800000000,\"exp\":%lld}", NOW - 1);
+    assert_int_equal(hs_conn(v, p), RT_EEXPIRED);
+    snprintf(p, sizeof(p), "{\"exp\":%lld,\"exp\":1800000000}", NOW - 1);
+    assert_int_equal(hs_conn(v, p), 0);
+    snprintf(p, sizeof(p), "{\"nbf\":1,\"nbf\":%lld}", NOW + 60);
+    assert_int_equal(hs_conn(v, p), RT_EEXPIRED);
+    /* A wrongly typed last copy is a wrongly typed claim. */
+    assert_int_equal(hs_conn(v, "{\"sub\":\"alice\",\"sub\":5}"), RT_EINVAL);
+    assert_int_equal(hs_conn(v, "{\"sub\":\"alice\",\"s\\u0075b\":null}"), 0);
+
+    node_jwt_claims_t c;
+    char *t = sign("HS256", SECRET,
+                   "{\"channel\":\"a\",\"sub\":\"u\",\"channel\":\"b\","
+                   "\"client\":\"c1\",\"client\":\"c2\"}");
+    assert_int_equal(node_jwt_verify_subscribe(v, rt_str_c(t), NOW, &c), 0);
+    assert_str(c.channel, "b");
+    assert_str(c.client, "c2");
+    node_jwt_claims_cleanup(&c);
+    rt_free(t);
+    /* A connection token cannot hide a channel claim behind a null copy, nor the reverse. */
+    assert_int_equal(hs_conn(v, "{\"channel\":null,\"channel\":\"x\"}"), RT_EINVAL);
+    assert_int_equal(hs_conn(v, "{\"channel\":\"x\",\"channel\":null}"), 0);
+    node_jwt_verifier_free(v);
+
+    node_token_config_t cfg = cfg_empty();
+    cfg.hmac_secret_key = SECRET;
+    cfg.audience = "rotor";
+    v = verifier(&cfg, false);
+    assert_int_equal(hs_conn(v, "{\"aud\":\"rotor\",\"aud\":\"evil\"}"), RT_EINVAL);
+    assert_int_equal(hs_conn(v, "{\"aud\":\"evil\",\"aud\":\"rotor\"}"), 0);
+    node_jwt_verifier_free(v);
+}
+
+/* Far beyond the size limit is refused before decoding; a payload of many small claims
+ * within the limit is handled. */
+static void test_huge_tokens(void **state)
+{
+    node_jwt_verifier_t *v = hmac_verifier();
+    rt_buf_t b = RT_BUF_INIT;
+    while (b.len < (4u << 20))
+        rt_buf_append_cstr(&b, "eyJhbGciOiJIUzI1NiJ9");
+    node_jwt_claims_t c;
+    assert_int_equal(node_jwt_verify_connect(v, rt_buf_str(&b), NOW, &c), RT_EINVAL);
+    node_jwt_claims_cleanup(&c);
+    rt_buf_reset(&b);
+    /* Three huge segments with the dots in place. */
+    for (int seg = 0; seg < 3; seg++) {
+        for (int i = 0; i < 100000; i++)
+            rt_buf_append_byte(&b, 'A');
+        if (seg < 2)
+            rt_buf_append_byte(&b, '.');
+    }
+    assert_int_equal(node_jwt_verify_connect(v, rt_buf_str(&b), NOW, &c), RT_EINVAL);
+    node_jwt_claims_cleanup(&c);
+    rt_buf_reset(&b);
+
+    rt_buf_append_byte(&b, '{');
+    for (int i = 0; i < 3000; i++)
+        rt_buf_printf(&b, "\"k%d\":%d,", i, i);
+    rt_buf_append_cstr(&b, "\"sub\":\"42\"}");
+    rt_buf_append_byte(&b, '\0');
+    char *t = sign("HS256", SECRET, (const char *)b.p);
+    assert_true(strlen(t) <= NODE_JWT_MAX_TOKEN_BYTES);
+    assert_int_equal(node_jwt_verify_connect(v, rt_str_c(t), NOW, &c), 0);
+    assert_str(c.user, "42");
+    node_jwt_claims_cleanup(&c);
+    rt_free(t);
+    rt_buf_cleanup(&b);
+    node_jwt_verifier_free(v);
+}
+
 /* ---- verifier construction ----------------------------------------------------------- */
 
 static char *pkcs1_public_pem(const char *spki_pem)
@@ -1103,17 +1339,32 @@ static void test_concurrent_verify(void **state)
 int run_jwt(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_alg),           cmocka_unit_test(test_wrong_keys),
-        cmocka_unit_test(test_alg_without_key),     cmocka_unit_test(test_alg_none_and_unknown),
-        cmocka_unit_test(test_alg_confusion),       cmocka_unit_test(test_previous_hmac_key),
-        cmocka_unit_test(test_skip_verify),         cmocka_unit_test(test_aud_iss),
-        cmocka_unit_test(test_aud_iss_regex),       cmocka_unit_test(test_exp_nbf),
-        cmocka_unit_test(test_expire_at),           cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_size_limit),          cmocka_unit_test(test_sub_and_user_claim),
-        cmocka_unit_test(test_info_raw_bytes),      cmocka_unit_test(test_b64info),
-        cmocka_unit_test(test_connect_claims),      cmocka_unit_test(test_subscribe_claims),
-        cmocka_unit_test(test_verifier_new_errors), cmocka_unit_test(test_sign_errors),
+        cmocka_unit_test(test_every_alg),
+        cmocka_unit_test(test_wrong_keys),
+        cmocka_unit_test(test_alg_without_key),
+        cmocka_unit_test(test_alg_none_and_unknown),
+        cmocka_unit_test(test_alg_confusion),
+        cmocka_unit_test(test_previous_hmac_key),
+        cmocka_unit_test(test_skip_verify),
+        cmocka_unit_test(test_aud_iss),
+        cmocka_unit_test(test_aud_iss_regex),
+        cmocka_unit_test(test_exp_nbf),
+        cmocka_unit_test(test_expire_at),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_sub_and_user_claim),
+        cmocka_unit_test(test_info_raw_bytes),
+        cmocka_unit_test(test_b64info),
+        cmocka_unit_test(test_connect_claims),
+        cmocka_unit_test(test_subscribe_claims),
+        cmocka_unit_test(test_verifier_new_errors),
+        cmocka_unit_test(test_sign_errors),
         cmocka_unit_test(test_concurrent_verify),
+        cmocka_unit_test(test_signature_lengths),
+        cmocka_unit_test(test_ecdsa_der_signature_refused),
+        cmocka_unit_test(test_alg_confusion_key_forms),
+        cmocka_unit_test(test_duplicate_names),
+        cmocka_unit_test(test_huge_tokens),
     };
     return cmocka_run_group_tests_name("jwt", tests, setup_keys, teardown_keys);
 }
