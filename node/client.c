@@ -175,6 +175,7 @@ static void client_free(node_client_t *c)
     rt_free(c->token_channels);
     rt_buf_cleanup(&c->deferred);
     rt_free(c);
+    node_worker_client_gone(w);
 }
 
 void node_client_disconnect(node_client_t *c, int code, const char *reason)

@@ -404,8 +404,10 @@ struct node_worker {
     uint64_t num_subs;
     rt_buf_t scratch; /* encoding buffer, reset before each use */
     ev_timer tick;    /* presence refresh, expiry and position checks */
-    ev_async stop;    /* asks the loop to drain clients (shutdown) */
-    int stop_phase;   /* 0 running, 1 disconnecting clients */
+    ev_timer trim;    /* gives freed heap back to the kernel after many clients left */
+    uint32_t gone_since_trim;
+    ev_async stop;  /* asks the loop to drain clients (shutdown) */
+    int stop_phase; /* 0 running, 1 disconnecting clients */
     ev_timer close_window;
     uint32_t close_batch; /* clients disconnected per close_window tick */
 };
@@ -427,6 +429,8 @@ static inline void node_worker_post(node_worker_t *w, node_op_t *op)
     node_engine_post(w->node->engine, op);
 }
 uint64_t node_worker_next_id(node_worker_t *w);
+/* A client of w was freed (client.c): after many, freed heap is returned to the kernel. */
+void node_worker_client_gone(node_worker_t *w);
 
 /* Engine -> worker mails. */
 void node_worker_deliver_pub(node_worker_t *w, broker_pub_t *pub); /* takes a ref */

@@ -1,6 +1,7 @@
 /* Worker loops: each owns a libev loop, its SO_REUSEPORT listener, its connections and its
  * hub shard. Routes HTTP requests, upgrades WebSockets, receives engine mails. */
 #include <fnmatch.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -465,6 +466,28 @@ static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
     ev_timer_start(loop, &w->close_window);
 }
 
+/* Memory after a spike: closed connections free everything, but glibc keeps the freed,
+ * scattered chunks of the worker arenas resident (neither the heap-top trim nor
+ * trim_threshold releases them). Once many clients have gone, and the churn has calmed for
+ * a moment, malloc_trim() hands the free pages back (a few ms, at most every TRIM_DELAY_S). */
+#define TRIM_AFTER_CLIENTS 256
+#define TRIM_DELAY_S       2.0
+
+static void on_trim(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    node_worker_t *w = t->data;
+    w->gone_since_trim = 0;
+    malloc_trim(0);
+}
+
+void node_worker_client_gone(node_worker_t *w)
+{
+    if (++w->gone_since_trim >= TRIM_AFTER_CLIENTS && !ev_is_active(&w->trim)) {
+        ev_timer_set(&w->trim, TRIM_DELAY_S, 0.);
+        ev_timer_start(w->loop, &w->trim);
+    }
+}
+
 node_worker_t *node_worker_new(node_t *node, int index)
 {
     node_worker_t *w = RT_NEW(node_worker_t);
@@ -490,6 +513,8 @@ node_worker_t *node_worker_new(node_t *node, int index)
     if (tick <= 0 || tick > 25)
         tick = tick <= 0 ? 25 : tick;
     ev_timer_init(&w->tick, on_tick, tick, tick);
+    ev_init(&w->trim, on_trim);
+    w->trim.data = w;
     w->tick.data = w;
     ev_async_init(&w->stop, on_stop);
     w->stop.data = w;
@@ -582,6 +607,7 @@ void node_worker_free(node_worker_t *w)
     rt_mailbox_stop(&w->mailbox);
     rt_mailbox_cleanup(&w->mailbox, free_mail);
     ev_timer_stop(w->loop, &w->tick);
+    ev_timer_stop(w->loop, &w->trim);
     ev_timer_stop(w->loop, &w->close_window);
     ev_async_stop(w->loop, &w->stop);
     tr_loop_cleanup(&w->tl);

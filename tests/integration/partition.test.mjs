@@ -1,0 +1,148 @@
+// Issue 7, network partition between a node and Redis: Redis runs in a network namespace
+// the test creates, reached by rotor (root namespace) over a veth pair on a private /30.
+// The partition is iptables DROP inside the namespace, both directions: no RST, no ICMP,
+// the sockets just go silent, so only rotor's own timeouts (io_timeout 1 s here, PUB/SUB
+// probe every 1 s) can notice. Asserted: /ready 503 with a reason within io_timeout + a
+// margin, publishes answer an error (never a false success), clients stay connected,
+// and after the heal /ready 200, publishes succeed and subscribers resume with nothing
+// acknowledged missing. Namespace and veth are removed in every case (after hook, and a
+// process exit handler in lib/faults.mjs).
+//
+// Needs root and `ip netns`; otherwise the suite is skipped with the reason.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import { connectedClient, subscribed } from './lib/clients.mjs';
+import {
+    ACK_NS, NetNs, NsRedis, checkHistory, clientReconnects, fullHistory, netnsUnavailable, publishOnce,
+    replaySubscription, tally,
+} from './lib/faults.mjs';
+import { ready, redisEngine, waitReady } from './lib/redis.mjs';
+import { NAMESPACES, merge, sleep, startRotor, waitFor } from './lib/rotor.mjs';
+
+const IO_TIMEOUT_MS = 1000;
+// Detection: the command link's keep-alive PING (every 1 s) or the PUB/SUB probe (every
+// 1 s) times out after io_timeout; /ready samples the broker state periodically.
+const READY_DOWN_BUDGET_MS = 2 * IO_TIMEOUT_MS + 3000;
+// Reconnect backoff is at most 5 s, then connect + resubscribe.
+const READY_UP_BUDGET_MS = 10000;
+const CH = 'ack:part';
+
+const unavailable = netnsUnavailable();
+if (unavailable) {
+    process.stderr.write(`\n*** partition.test.mjs SKIPPED: ${unavailable} (needs root and ip netns) ***\n\n`);
+}
+
+describe('partition between a node and Redis (netns + veth + iptables DROP)',
+    { timeout: 60000, skip: unavailable ? `needs root and ip netns: ${unavailable}` : false }, () => {
+        let ns = null;
+        let redis = null;
+        let node = null;
+
+        before(async () => {
+            ns = new NetNs('p').create();
+            redis = await new NsRedis(ns).start();
+            const io = `${IO_TIMEOUT_MS / 1000}s`;
+            const config = merge(redisEngine(redis.address(), { io_timeout: io, connect_timeout: io }),
+                { channel: { namespaces: [...NAMESPACES, ACK_NS] } });
+            node = await startRotor({ config });
+            await waitReady(node, 200, 5000);
+        });
+
+        after(async () => {
+            try {
+                if (node) await node.stop();
+            } finally {
+                if (redis) await redis.stop();
+                if (ns) ns.destroySync();
+            }
+        });
+
+        it('/ready 503, publish errors, clients stay; after the heal everything resumes', async (t) => {
+            const c1 = await connectedClient(node, 'part-1', { opts: { minReconnectDelay: 100, maxReconnectDelay: 300 } });
+            const c2 = await connectedClient(node, 'part-2', { opts: { minReconnectDelay: 100, maxReconnectDelay: 300 } });
+            const subs = [await subscribed(c1, CH), await subscribed(c2, CH)];
+            const records = [];
+            let n = 0;
+            for (let k = 0; k < 3; k++) records.push(await publishOnce(node, CH, n++));
+            assert.deepEqual(tally(records), { ok: 3, error: 0, refused: 0, unknown: 0 });
+            for (const s of subs) await s.rec.wait('publication', () => true, 4000, 3);
+
+            // --- partition
+            const t0 = Date.now();
+            ns.partition();
+            // Publishes racing the detection: each must fail (or, if it beat the DROP, succeed
+            // honestly with a real position, checked against history below).
+            const racing = Promise.all([0, 1, 2].map(() => publishOnce(node, CH, n++, { timeoutMs: 15000 })));
+            const down = await waitReady(node, 503, READY_DOWN_BUDGET_MS);
+            const detectMs = Date.now() - t0;
+            t.diagnostic(`/ready 503 after ${detectMs} ms: ${down.text}`);
+            assert.match(down.contentType ?? '', /application\/json/);
+            assert.equal(typeof down.body?.reason, 'string', `/ready names a reason: ${down.text}`);
+            assert.match(down.body.reason, /redis|unavailable|timeout/i);
+            records.push(...(await racing));
+
+            // While partitioned: every publish answers an error, none a false success.
+            const during = [];
+            for (let k = 0; k < 4; k++) {
+                const r = await publishOnce(node, CH, n++, { timeoutMs: 15000 });
+                during.push(r);
+                records.push(r);
+            }
+            t.diagnostic(`during the partition: ${JSON.stringify(tally(during))}, slowest ${Math.max(...during.map((r) => r.t1 - r.t0))} ms`);
+            for (const r of during) {
+                assert.equal(r.outcome, 'error', `publish during the partition: ${JSON.stringify(r)}`);
+                assert.equal(r.error?.code, 100);
+            }
+            // A history read fails the same way.
+            const hist = await node.api('history', { channel: CH, limit: -1 });
+            assert.equal(hist.error?.code, 100, JSON.stringify(hist));
+            assert.equal((await node.request('/health')).status, 200, '/health is liveness only');
+            await sleep(1500);
+            assert.equal((await ready(node)).status, 503, 'still not ready while partitioned');
+            for (const c of [c1, c2]) {
+                assert.equal(c.state, 'connected', 'clients stay connected during the partition');
+                assert.equal(c.rec.count('disconnected'), 0);
+            }
+
+            // --- heal
+            const t1 = Date.now();
+            ns.heal();
+            await waitReady(node, 200, READY_UP_BUDGET_MS);
+            const healMs = Date.now() - t1;
+            t.diagnostic(`/ready 200 ${healMs} ms after the heal`);
+            const afterHeal = [];
+            for (let k = 0; k < 5; k++) {
+                const r = await publishOnce(node, CH, n++);
+                afterHeal.push(r);
+                records.push(r);
+            }
+            assert.deepEqual(tally(afterHeal), { ok: 5, error: 0, refused: 0, unknown: 0 }, JSON.stringify(afterHeal));
+            const last = afterHeal.at(-1);
+            await waitFor(() => subs.every((s) => {
+                const p = replaySubscription(s, records).position;
+                return p && p.epoch === last.epoch && p.offset >= last.offset;
+            }), 10000, 'subscribers at the last publication');
+            await sleep(200);
+
+            const h = checkHistory(await fullHistory(node, CH), records, CH);
+            const problems = [...h.problems];
+            for (const s of subs) {
+                const r = replaySubscription(s, records);
+                problems.push(...r.problems);
+                t.diagnostic(`subscriber: delivered=${r.received} resubscribes=${r.resubscribes} recovered:true=${r.recoveredTrue} ` +
+                    `recovered:false=${r.lossNotices} 2500=${r.told2500} declared-missed=${r.declaredLost}`);
+            }
+            for (const c of [c1, c2]) t.diagnostic(`client reconnects: ${JSON.stringify(clientReconnects(c))}`);
+            const failed = records.filter((r) => r.outcome !== 'ok');
+            t.diagnostic(`publishes: ${JSON.stringify(tally(records))}; failed ones that landed in history anyway ` +
+                `(TCP retransmission after the heal): ${failed.filter((r) => r.landed).length} of ${failed.length}`);
+            t.diagnostic(`history: epoch=${h.epoch} top=${h.top} entries=${h.entries}`);
+            assert.deepEqual(problems, [], problems.join('\n'));
+            assert.equal(h.ackedOtherEpoch, 0, 'Redis kept its data: same epoch');
+            for (const c of [c1, c2]) {
+                assert.equal(c.state, 'connected');
+                assert.equal(c.rec.count('disconnected'), 0);
+            }
+        });
+    });
