@@ -204,10 +204,15 @@ void node_client_on_link_closed(node_client_t *c)
 
 void node_client_on_frame(node_client_t *c, const uint8_t *data, size_t len)
 {
-    /* Unidirectional clients have nothing to say after their connect request. */
-    if (c->state == NODE_CLIENT_CLOSING || c->pending_disconnect ||
-        node_wire_unidirectional(c->wire))
+    if (c->state == NODE_CLIENT_CLOSING || c->pending_disconnect)
         return;
+    if (node_wire_unidirectional(c->wire)) {
+        /* A unidirectional client says one thing, its connect request (uni WebSocket: the
+         * first message unless cf_connect had it); the rest is read and discarded (§10.5). */
+        if (c->state == NODE_CLIENT_CONNECTING)
+            node_client_uni_connect_json(c, data, len);
+        return;
+    }
     atomic_fetch_add_explicit(&c->w->node->metrics.messages_received, 1, memory_order_relaxed);
     process_frame(c, data, len);
 }
@@ -1253,27 +1258,11 @@ static void handle_sub_refresh(node_client_t *c, const node_cmd_t *cmd)
  * Connect (PROTOCOL.md §3.1, §7).
  */
 
-/* Unidirectional transports carry no error replies: a failed connect is a disconnect
- * (PROTOCOL.md §6.3). */
-static int uni_disconnect_code(int error_code)
-{
-    switch (error_code) {
-    case NODE_ERR_TOKEN_EXPIRED:
-    case NODE_ERR_EXPIRED:
-        return NODE_DISCONNECT_EXPIRED;
-    case NODE_ERR_TOO_MANY_REQUESTS:
-        return NODE_DISCONNECT_TOO_MANY_REQUESTS;
-    case NODE_ERR_PERMISSION_DENIED:
-        return NODE_DISCONNECT_PERMISSION_DENIED;
-    default:
-        return NODE_DISCONNECT_INTERNAL;
-    }
-}
-
 static void connect_fail(node_client_t *c, uint32_t id, int code)
 {
     if (node_wire_unidirectional(c->wire)) {
-        node_client_disconnect(c, uni_disconnect_code(code), NULL);
+        /* No error replies there: a failed connect is a disconnect (PROTOCOL.md §6.3). */
+        node_client_disconnect(c, node_disconnect_from_error(code), NULL);
         return;
     }
     send_error(c, id, code);
@@ -1732,6 +1721,18 @@ static void process_frame(node_client_t *c, const uint8_t *data, size_t len)
             node_client_disconnect(c, NODE_DISCONNECT_BAD_REQUEST, NULL);
     }
     node_cmd_reader_cleanup(&r);
+}
+
+void node_client_uni_connect_json(node_client_t *c, const uint8_t *p, size_t n)
+{
+    node_json_reader_t r;
+    node_json_reader_init(&r, NULL, 0);
+    node_cmd_t cmd;
+    if (node_json_decode_connect_request(&r, p, n, &cmd) != 0)
+        node_client_disconnect(c, NODE_DISCONNECT_BAD_REQUEST, NULL);
+    else
+        node_client_uni_connect(c, &cmd);
+    node_json_reader_cleanup(&r);
 }
 
 void node_client_uni_connect(node_client_t *c, const node_cmd_t *cmd)

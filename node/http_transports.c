@@ -238,19 +238,6 @@ void node_handle_sse(node_worker_t *w, tr_http_req_t *req)
  * Unidirectional.
  */
 
-/* Decodes a bare JSON ConnectRequest and hands it to the session. */
-static void uni_connect(node_client_t *c, const uint8_t *p, size_t n)
-{
-    node_json_reader_t r;
-    node_json_reader_init(&r, NULL, 0);
-    node_cmd_t cmd;
-    if (node_json_decode_connect_request(&r, p, n, &cmd) != 0)
-        node_client_disconnect(c, NODE_DISCONNECT_BAD_REQUEST, NULL);
-    else
-        node_client_uni_connect(c, &cmd);
-    node_json_reader_cleanup(&r);
-}
-
 /* A connect request given before the session starts must decode, else HTTP 400. */
 static bool connect_request_valid(const rt_buf_t *p)
 {
@@ -282,7 +269,7 @@ static void handle_uni_stream(node_worker_t *w, tr_http_req_t *req, node_wire_t 
         } else {
             node_client_t *c = start_stream_session(w, req, wire);
             if (c)
-                uni_connect(c, (const uint8_t *)payload.p, payload.len);
+                node_client_uni_connect_json(c, (const uint8_t *)payload.p, payload.len);
         }
     }
     rt_buf_cleanup(&payload);
@@ -298,55 +285,34 @@ void node_handle_uni_http_stream(node_worker_t *w, tr_http_req_t *req)
     handle_uni_stream(w, req, NODE_WIRE_UNI_STREAM);
 }
 
-/* Uni WebSocket: the connect request is in cf_connect or the first message. */
-static void on_uni_ws_message(tr_ws_t *ws, const uint8_t *data, size_t len, bool binary, void *ud)
+/* Uni WebSocket: the connect request is in cf_connect or the first message (the session
+ * decodes it, see node_client_on_frame). */
+bool node_websocket_admit(node_worker_t *w, tr_http_req_t *req)
 {
-    node_client_t *c = ud;
-    (void)ws;
-    (void)binary;
-    if (c->state == NODE_CLIENT_CONNECTING)
-        uni_connect(c, data, len);
-    /* Anything after the connect request is read and discarded (§10.5). */
+    if (!tr_ws_is_upgrade(req)) {
+        tr_http_respond_error(req, 400, "websocket upgrade required");
+        return false;
+    }
+    if (!node_origin_allowed(w->node->cfg, req)) {
+        tr_http_respond_error(req, 403, "origin not allowed");
+        return false;
+    }
+    if (node_connection_limit_reached(w)) {
+        tr_http_respond_error(req, 503, "connection limit reached");
+        return false;
+    }
+    if (node_connection_rate_limited(w)) {
+        tr_http_respond_error(req, 503, "connection rate limit reached");
+        return false;
+    }
+    return true;
 }
-
-static void on_uni_ws_pong(tr_ws_t *ws, void *ud)
-{
-    (void)ws;
-    node_client_on_native_pong(ud);
-}
-
-static void on_uni_ws_close(tr_ws_t *ws, int code, void *ud)
-{
-    (void)ws;
-    (void)code;
-    node_client_on_link_closed(ud);
-}
-
-static const tr_ws_handler_t uni_ws_handler = {
-    .on_message = on_uni_ws_message,
-    .on_pong = on_uni_ws_pong,
-    .on_close = on_uni_ws_close,
-};
 
 void node_handle_uni_websocket(node_worker_t *w, tr_http_req_t *req)
 {
     const node_config_t *cfg = w->node->cfg;
-    if (!tr_ws_is_upgrade(req)) {
-        tr_http_respond_error(req, 400, "websocket upgrade required");
+    if (!node_websocket_admit(w, req))
         return;
-    }
-    if (!node_origin_allowed(cfg, req)) {
-        tr_http_respond_error(req, 403, "origin not allowed");
-        return;
-    }
-    if (node_connection_limit_reached(w)) {
-        tr_http_respond_error(req, 503, "connection limit reached");
-        return;
-    }
-    if (node_connection_rate_limited(w)) {
-        tr_http_respond_error(req, 503, "connection rate limit reached");
-        return;
-    }
     rt_buf_t connect = RT_BUF_INIT;
     bool have_connect = tr_http_req_query_param(req, "cf_connect", &connect) == 0;
     if (have_connect && !connect_request_valid(&connect)) {
@@ -361,7 +327,7 @@ void node_handle_uni_websocket(node_worker_t *w, tr_http_req_t *req)
     node_client_t *c = node_client_new(w, NODE_WIRE_UNI_WS);
     c->native_ping = true; /* in addition to {} pushes (§10.5) */
     tr_ws_t *ws = NULL;
-    if (tr_ws_upgrade(req, &opts, &uni_ws_handler, c, &ws) != 0) {
+    if (tr_ws_upgrade(req, &opts, &node_link_ws_handler, c, &ws) != 0) {
         rt_buf_cleanup(&connect);
         node_client_disconnect(c, 0, NULL);
         return;
@@ -372,7 +338,7 @@ void node_handle_uni_websocket(node_worker_t *w, tr_http_req_t *req)
     if (atomic_load(&w->node->draining))
         node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
     else if (have_connect)
-        uni_connect(c, (const uint8_t *)connect.p, connect.len);
+        node_client_uni_connect_json(c, (const uint8_t *)connect.p, connect.len);
     rt_buf_cleanup(&connect);
 }
 

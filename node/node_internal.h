@@ -469,6 +469,8 @@ void node_client_on_native_pong(node_client_t *c);
 void node_client_on_link_closed(node_client_t *c);
 /* A unidirectional connect request, already decoded. */
 void node_client_uni_connect(node_client_t *c, const node_cmd_t *cmd);
+/* The same from a bare JSON ConnectRequest; malformed => disconnect 3501. */
+void node_client_uni_connect_json(node_client_t *c, const uint8_t *p, size_t n);
 /* Emulation: a frame of commands for the session's own encoding (PROTOCOL.md §10.3). */
 void node_client_emulation_frame(node_client_t *c, const uint8_t *data, size_t len);
 
@@ -499,6 +501,9 @@ void node_client_check_positions(node_client_t *c);
 /* http_transports.c, emulation.c (worker thread) */
 bool node_origin_allowed(const node_config_t *cfg, const tr_http_req_t *req);
 bool node_connection_limit_reached(node_worker_t *w);
+/* The checks before any WebSocket upgrade (upgrade request, Origin, connection limit and
+ * rate): answers req (400/403/503) and returns false when it may not proceed. */
+bool node_websocket_admit(node_worker_t *w, tr_http_req_t *req);
 /* The worker index a session id names, or -1. */
 int node_session_worker(rt_str_t session, int nworkers);
 void node_handle_http_stream(node_worker_t *w, tr_http_req_t *req);

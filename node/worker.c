@@ -239,22 +239,8 @@ static bool wants_protobuf(tr_http_req_t *req)
 static void handle_websocket(node_worker_t *w, tr_http_req_t *req)
 {
     const node_config_t *cfg = w->node->cfg;
-    if (!tr_ws_is_upgrade(req)) {
-        tr_http_respond_error(req, 400, "websocket upgrade required");
+    if (!node_websocket_admit(w, req))
         return;
-    }
-    if (!node_origin_allowed(cfg, req)) {
-        tr_http_respond_error(req, 403, "origin not allowed");
-        return;
-    }
-    if (node_connection_limit_reached(w)) {
-        tr_http_respond_error(req, 503, "connection limit reached");
-        return;
-    }
-    if (node_connection_rate_limited(w)) {
-        tr_http_respond_error(req, 503, "connection rate limit reached");
-        return;
-    }
     bool pb = wants_protobuf(req);
     rt_str_t offered = tr_ws_offered_protocols(req);
     /* The offered subprotocol must be echoed or browsers fail the handshake (§1.5). */
