@@ -163,7 +163,9 @@ void node_survey_result_add(node_survey_result_t *r, node_map_t *m, rt_str_t key
         return;
     }
     node_blob_t *b = rt_malloc(sizeof(*b) + key.n + 1);
-    memcpy(b->bytes, key.p, key.n);
+    /* An empty key from a survey answer may be {NULL, 0}: memcpy must not see NULL. */
+    if (key.n > 0)
+        memcpy(b->bytes, key.p, key.n);
     b->bytes[key.n] = '\0';
     b->next = r->keys;
     r->keys = b;

@@ -119,7 +119,7 @@ static void send_all(int fd, const char *p, size_t n)
 {
     int rounds = 0;
     while (n > 0) {
-        ssize_t k = write(fd, p, n);
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL); /* EPIPE, not SIGPIPE */
         if (k > 0) {
             p += k;
             n -= (size_t)k;

@@ -121,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             stopped = true;
         }
         if (off < size) {
-            ssize_t w = write(sv[0], data + off, size - off);
+            ssize_t w = send(sv[0], data + off, size - off, MSG_NOSIGNAL); /* EPIPE, not SIGPIPE */
             if (w > 0)
                 off += (size_t)w;
             if (off == size)

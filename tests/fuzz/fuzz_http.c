@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t junk[65536];
     for (int i = 0; i < 5000 && x.tl.stats.conns_open > 0; i++) {
         if (off < size) {
-            ssize_t w = write(sv[0], data + off, size - off);
+            ssize_t w = send(sv[0], data + off, size - off, MSG_NOSIGNAL); /* EPIPE, not SIGPIPE */
             if (w > 0)
                 off += (size_t)w;
             if (off == size)

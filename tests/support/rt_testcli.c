@@ -334,8 +334,14 @@ int rt_tc_http_read(rt_tc_conn_t *c, rt_tc_http_resp_t *r, int timeout_ms)
     }
     const char *base = (const char *)c->in.p;
     size_t head_len = (size_t)(hend - base) + 4;
+    /* c->in is not NUL-terminated: sscanf would run past the response into whatever the
+     * heap holds (it crashed under TSan's allocator). Scan a terminated copy. */
+    char status_line[64];
+    size_t sl_len = head_len < sizeof(status_line) ? head_len : sizeof(status_line) - 1;
+    memcpy(status_line, base, sl_len);
+    status_line[sl_len] = '\0';
     int major, minor, status;
-    if (sscanf(base, "HTTP/%d.%d %3d", &major, &minor, &status) != 3)
+    if (sscanf(status_line, "HTTP/%d.%d %3d", &major, &minor, &status) != 3)
         return RT_EPROTO;
     r->status = status;
     const char *first_eol = memmem(base, head_len, "\r\n", 2);
