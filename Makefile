@@ -8,7 +8,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 10
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build rotor run test test-unit test-asan test-tsan test-fuzz npm format \
+.PHONY: bench cluster-up cluster-down soak all deps configure build rotor run test test-unit test-asan test-tsan test-fuzz npm format \
 	format-check clean
 
 all: build
@@ -92,3 +92,19 @@ format-check:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+
+# Benchmarks beside Nchan (tests/bench/README.md); not part of `make test`.
+bench: build
+	@./.ci/deps-bench
+	tests/bench/run_all.sh
+
+# The docker-compose topology as processes on loopback (deploy/local-cluster).
+cluster-up: rotor
+	deploy/local-cluster start
+
+cluster-down:
+	deploy/local-cluster stop
+
+# A minute of connection churn (tests/soak/churn.sh); not part of `make test`.
+soak: build
+	tests/soak/churn.sh
