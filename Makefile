@@ -5,7 +5,7 @@ TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 # Seconds each libFuzzer target runs in test-fuzz (13 targets, two at a time; `make test`
 # took 11 min on 2 cores with 15 s, the fuzz stage about 2 min of it).
-FUZZ_SECONDS ?= 10
+FUZZ_SECONDS ?= 5
 JOBS ?= $(shell nproc)
 
 .PHONY: bench cluster-up cluster-down soak all deps configure build rotor run test test-unit test-asan test-tsan test-fuzz npm format \
