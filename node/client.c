@@ -131,7 +131,7 @@ node_client_t *node_client_new(node_worker_t *w, node_wire_t wire)
     node_client_t *c = RT_NEW(node_client_t);
     c->w = w;
     c->wire = wire;
-    c->codec = node_wire_protobuf(wire) ? &node_codec_pb : &node_codec_json;
+    c->codec = node_codec_of_wire(wire);
     c->app_ping = true;
     c->id = node_worker_next_id(w);
     rt_uuid4(c->uuid);

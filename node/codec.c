@@ -41,6 +41,11 @@ const node_codec_t node_codec_pb = {
     .push_connect = node_pb_push_connect,
 };
 
+const node_codec_t *node_codec_of_wire(node_wire_t wire)
+{
+    return node_wire_protobuf(wire) ? &node_codec_pb : &node_codec_json;
+}
+
 void node_cmd_reader_init(node_cmd_reader_t *r, bool protobuf, const uint8_t *frame, size_t len)
 {
     r->protobuf = protobuf;

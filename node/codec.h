@@ -9,6 +9,7 @@
 
 #include "node/proto.h"
 #include "node/proto_pb.h"
+#include "node/wire.h"
 
 typedef struct node_codec {
     bool protobuf;
@@ -33,6 +34,8 @@ typedef struct node_codec {
 
 extern const node_codec_t node_codec_json;
 extern const node_codec_t node_codec_pb;
+/* The codec a wire form speaks. */
+const node_codec_t *node_codec_of_wire(node_wire_t wire);
 
 /* Commands of one frame, in the frame's encoding. */
 typedef struct node_cmd_reader {

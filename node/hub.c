@@ -79,9 +79,8 @@ static rt_shared_t *encode_pub(const broker_pub_t *pub, int slot, void *ud)
 {
     node_wire_t wire = (node_wire_t)slot;
     rt_buf_t b = RT_BUF_INIT;
-    const node_codec_t *codec = node_wire_protobuf(wire) ? &node_codec_pb : &node_codec_json;
     rt_shared_t *frame = NULL;
-    if (codec->push_pub(&b, pub) == 0)
+    if (node_codec_of_wire(wire)->push_pub(&b, pub) == 0)
         frame = node_wire_frame_shared(wire, rt_buf_str(&b));
     rt_buf_cleanup(&b);
     atomic_fetch_add_explicit(&encode_count, 1, memory_order_relaxed);

@@ -90,11 +90,16 @@ static size_t varint_read(const uint8_t *p, size_t n, uint64_t *v)
     return 0;
 }
 
+size_t node_pb_varint_write(uint8_t out[10], uint64_t v)
+{
+    varint_write(out, v);
+    return varint_size(v);
+}
+
 void node_pb_put_varint(rt_buf_t *b, uint64_t v)
 {
     uint8_t tmp[10];
-    varint_write(tmp, v);
-    rt_buf_append(b, tmp, varint_size(v));
+    rt_buf_append(b, tmp, node_pb_varint_write(tmp, v));
 }
 
 /* Reads one field at p[*pos..n): its number, wire type and, for length-delimited fields, the

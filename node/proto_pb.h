@@ -130,5 +130,7 @@ rt_str_t node_pb_push_bare(rt_str_t msg);
 
 /* Appends v as an unsigned LEB128 varint (delimited framing: the length before a message). */
 void node_pb_put_varint(rt_buf_t *b, uint64_t v);
+/* The same into out; returns its length (1..10). */
+size_t node_pb_varint_write(uint8_t out[10], uint64_t v);
 
 #endif

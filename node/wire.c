@@ -6,6 +6,7 @@
 #include "node/base/assert.h"
 #include "node/proto.h"
 #include "node/proto_pb.h"
+#include "transports/grpc.h"
 #include "transports/stream.h"
 #include "transports/ws.h"
 
@@ -81,24 +82,13 @@ static void add(frame_plan_t *p, rt_str_t s)
     p->payload += s.n;
 }
 
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    do {
-        uint8_t b = v & 0x7f;
-        v >>= 7;
-        out[n++] = b | (v ? 0x80 : 0);
-    } while (v);
-    return n;
-}
-
 static void plan(frame_plan_t *p, node_wire_t w, rt_str_t msg)
 {
     memset(p, 0, sizeof(*p));
     rt_str_t body = payload_of(w, msg);
     rt_str_t varint = rt_str_from((const char *)p->varint, 0);
     if (w == NODE_WIRE_WS_PB || w == NODE_WIRE_STREAM_PB)
-        varint.n = put_varint(p->varint, body.n);
+        varint.n = node_pb_varint_write(p->varint, body.n);
     switch (w) {
     case NODE_WIRE_WS_JSON:
     case NODE_WIRE_UNI_WS:
@@ -146,13 +136,9 @@ static size_t frame_len(const frame_plan_t *p, uint8_t *head, size_t *head_len)
         return *head_len + p->payload;
     }
     if (p->grpc) {
-        head[0] = 0; /* not compressed */
-        head[1] = (uint8_t)(p->payload >> 24);
-        head[2] = (uint8_t)(p->payload >> 16);
-        head[3] = (uint8_t)(p->payload >> 8);
-        head[4] = (uint8_t)p->payload;
-        *head_len = 5;
-        return 5 + p->payload;
+        tr_grpc_msg_head(head, p->payload);
+        *head_len = TR_GRPC_MSG_HEAD_BYTES;
+        return TR_GRPC_MSG_HEAD_BYTES + p->payload;
     }
     RT_ASSERT(p->chunked);
     *head_len = tr_stream_chunk_head((char *)head, p->payload);

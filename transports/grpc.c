@@ -45,7 +45,6 @@
 #include "transports/conn_internal.h"
 #include "transports/listener_internal.h"
 
-#define GRPC_PREFIX_BYTES      5
 #define MAX_CONCURRENT_STREAMS 100
 /* A longer :path cannot name a method we serve; the stream is reset. */
 #define MAX_PATH_BYTES 1024
@@ -125,7 +124,7 @@ static const tr_conn_ops_t grpc_ops = {
 
 /* ---- messages ---- */
 
-static void prefix_write(uint8_t *p, size_t len)
+void tr_grpc_msg_head(uint8_t *p, size_t len)
 {
     RT_ASSERT(len <= UINT32_MAX);
     p[0] = 0; /* not compressed */
@@ -137,20 +136,20 @@ static void prefix_write(uint8_t *p, size_t len)
 
 rt_bytes_t *tr_grpc_msg_new(const void *payload, size_t len)
 {
-    rt_bytes_t *b = rt_bytes_new(GRPC_PREFIX_BYTES + len);
+    rt_bytes_t *b = rt_bytes_new(TR_GRPC_MSG_HEAD_BYTES + len);
     uint8_t *p = rt_bytes_mut(b);
-    prefix_write(p, len);
+    tr_grpc_msg_head(p, len);
     if (len > 0)
-        memcpy(p + GRPC_PREFIX_BYTES, payload, len);
+        memcpy(p + TR_GRPC_MSG_HEAD_BYTES, payload, len);
     return b;
 }
 
 rt_shared_t *tr_grpc_msg_new_shared(const void *payload, size_t len)
 {
-    rt_shared_t *s = rt_shared_new(GRPC_PREFIX_BYTES + len);
-    prefix_write(s->data, len);
+    rt_shared_t *s = rt_shared_new(TR_GRPC_MSG_HEAD_BYTES + len);
+    tr_grpc_msg_head(s->data, len);
     if (len > 0)
-        memcpy(s->data + GRPC_PREFIX_BYTES, payload, len);
+        memcpy(s->data + TR_GRPC_MSG_HEAD_BYTES, payload, len);
     return s;
 }
 
@@ -612,8 +611,8 @@ static void dispatch(tr_grpc_call_t *call)
     char *path = call->path;
     call->req = RT_BUF_INIT;
     call->path = NULL;
-    gc->srv->h.on_call(call, rt_str_c(path), req.p + GRPC_PREFIX_BYTES, req.len - GRPC_PREFIX_BYTES,
-                       gc->srv->h.ud);
+    gc->srv->h.on_call(call, rt_str_c(path), req.p + TR_GRPC_MSG_HEAD_BYTES,
+                       req.len - TR_GRPC_MSG_HEAD_BYTES, gc->srv->h.ud);
     rt_buf_cleanup(&req);
     rt_free(path);
 }
@@ -641,7 +640,7 @@ static bool check_prefix(tr_grpc_call_t *call)
         reject(call, 200, TR_GRPC_RESOURCE_EXHAUSTED, msg);
         return false;
     }
-    call->req_need = GRPC_PREFIX_BYTES + (size_t)declared;
+    call->req_need = TR_GRPC_MSG_HEAD_BYTES + (size_t)declared;
     rt_buf_reserve(&call->req, call->req_need - call->req.len);
     return true;
 }
@@ -652,7 +651,7 @@ static int cb_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     tr_grpc_call_t *call = stream_call(session, stream_id);
     /* Bytes after the first message of a server-streaming call are ignored. */
     while (call != NULL && call->state == CALL_RECV && len > 0) {
-        size_t need = call->req_need ? call->req_need : GRPC_PREFIX_BYTES;
+        size_t need = call->req_need ? call->req_need : TR_GRPC_MSG_HEAD_BYTES;
         size_t take = need - call->req.len;
         if (take > len)
             take = len;

@@ -109,8 +109,11 @@ size_t tr_grpc_queued_bytes(const tr_grpc_call_t *call);
 /* Peer address as text ("127.0.0.1:5342"); valid while the call is. */
 const char *tr_grpc_remote(const tr_grpc_call_t *call);
 
-/* 5-byte gRPC prefix (not compressed, big-endian length) + payload in one allocation. One
- * reference. len must be below 4 GiB. */
+/* Writes the 5-byte gRPC message prefix (not compressed, big-endian length) for a payload of
+ * len bytes (below 4 GiB) into p. */
+#define TR_GRPC_MSG_HEAD_BYTES 5
+void tr_grpc_msg_head(uint8_t *p, size_t len);
+/* Prefix + payload in one allocation. One reference. len must be below 4 GiB. */
 rt_bytes_t *tr_grpc_msg_new(const void *payload, size_t len);
 /* Same as a cross-thread buffer (for encodings cached in a publication); a worker wraps it
  * with rt_bytes_view() before tr_grpc_send(). */
