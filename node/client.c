@@ -217,11 +217,6 @@ void node_client_on_frame(node_client_t *c, const uint8_t *data, size_t len)
     process_frame(c, data, len);
 }
 
-void node_client_emulation_frame(node_client_t *c, const uint8_t *data, size_t len)
-{
-    node_client_on_frame(c, data, len);
-}
-
 /* Native pong (cf_ws_frame_ping_pong mode, uni WebSocket): answers the outstanding native
  * ping. */
 void node_client_on_native_pong(node_client_t *c)

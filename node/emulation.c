@@ -24,7 +24,7 @@ static void on_emulation_mail(rt_mail_t *m, void *ctx)
     node_client_t *c = node_map_get(&w->sessions, rt_str_from(em->bytes, em->session_len));
     /* A session that is gone (or never was) drops the frame silently, as the reference. */
     if (c != NULL)
-        node_client_emulation_frame(c, (const uint8_t *)em->bytes + em->session_len, em->data_len);
+        node_client_on_frame(c, (const uint8_t *)em->bytes + em->session_len, em->data_len);
     rt_free(em);
 }
 

@@ -463,7 +463,7 @@ uint64_t node_hub_encode_count(void);
 /* A new session on wire; returns the transport handler context. The caller sets c->tr once
  * the transport object exists. */
 node_client_t *node_client_new(node_worker_t *w, node_wire_t wire);
-/* Transport events (link.c calls these). */
+/* Transport events (link.c calls these; emulation.c hands /emulation frames to on_frame). */
 void node_client_on_frame(node_client_t *c, const uint8_t *data, size_t len);
 void node_client_on_native_pong(node_client_t *c);
 void node_client_on_link_closed(node_client_t *c);
@@ -471,8 +471,6 @@ void node_client_on_link_closed(node_client_t *c);
 void node_client_uni_connect(node_client_t *c, const node_cmd_t *cmd);
 /* The same from a bare JSON ConnectRequest; malformed => disconnect 3501. */
 void node_client_uni_connect_json(node_client_t *c, const uint8_t *p, size_t n);
-/* Emulation: a frame of commands for the session's own encoding (PROTOCOL.md §10.3). */
-void node_client_emulation_frame(node_client_t *c, const uint8_t *data, size_t len);
 
 /* link.c (worker thread): the client's transport. */
 extern const tr_ws_handler_t node_link_ws_handler;

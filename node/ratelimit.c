@@ -29,5 +29,5 @@ bool node_ratelimit_take(node_ratelimit_t *rl, double now_s)
 bool node_connection_rate_limited(node_worker_t *w)
 {
     /* ev_now: the loop's cached time is exact enough for a per-second rate and free. */
-    return !node_ratelimit_take(node_worker_conn_rate(w), ev_now(w->loop));
+    return !node_ratelimit_take(&w->conn_rate, ev_now(w->loop));
 }

@@ -34,7 +34,4 @@ bool node_ratelimit_take(node_ratelimit_t *rl, double now_s);
  * request anyway (method, origin, connection_limit). */
 bool node_connection_rate_limited(node_worker_t *w);
 
-/* worker.c: the worker's bucket (owned by the worker, initialised in node_worker_new). */
-node_ratelimit_t *node_worker_conn_rate(node_worker_t *w);
-
 #endif

@@ -13,11 +13,6 @@
 #include "node/node_internal.h"
 #include "node/ratelimit.h"
 
-node_ratelimit_t *node_worker_conn_rate(node_worker_t *w)
-{
-    return &w->conn_rate;
-}
-
 /* ---------------------------------------------------------------------------------------
  * Engine -> worker mails.
  */
