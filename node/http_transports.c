@@ -16,9 +16,11 @@
 #include "node/node_internal.h"
 #include "node/ratelimit.h"
 
+/* "Connection: close": the connection ends with the stream, so a client must not put it back
+ * in its keep-alive pool (undici did, and its next request failed with "other side closed"). */
 #define STREAM_HEADERS                                                                             \
     "Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\n"                   \
-    "Pragma: no-cache\r\nExpire: 0\r\nX-Accel-Buffering: no\r\nConnection: keep-alive\r\n"
+    "Pragma: no-cache\r\nExpire: 0\r\nX-Accel-Buffering: no\r\nConnection: close\r\n"
 #define SSE_CONTENT_TYPE "Content-Type: text/event-stream; charset=utf-8\r\n"
 
 /* ---------------------------------------------------------------------------------------

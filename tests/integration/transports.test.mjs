@@ -185,6 +185,8 @@ describe('transports', { timeout: 120000 }, () => {
         const res = await fetch(rotor.url(`/connection/uni_sse?cf_connect=${q}`), { signal: ctrl.signal });
         assert.equal(res.status, 200);
         assert.match(res.headers.get('content-type'), /^text\/event-stream/);
+        // The connection ends with the stream: it must not go back to a keep-alive pool.
+        assert.equal(res.headers.get('connection'), 'close');
         const { StreamReader } = await import('./lib/transports.mjs');
         const r = new StreamReader(res, { sse: true });
         await r.wait((m) => m.connect);
