@@ -5,8 +5,34 @@
 #include <string.h>
 
 #include "node/base/alloc.h"
+#include "node/base/buf.h"
 #include "node/base/err.h"
+#include "node/base/json.h"
 #include "node/node_internal.h"
+
+/* Answers req with status (204: no body; else {"error":message}) and, for an allowed Origin,
+ * the CORS headers the preflight promised (§10.9): without them the browser reports every
+ * emulation POST of a cross-origin page as failed. Preflights are answered in
+ * http_transports.c, so no Access-Control-Allow-Headers here. */
+static void respond(const node_config_t *cfg, tr_http_req_t *req, int status, const char *message)
+{
+    rt_buf_t h = RT_BUF_INIT, body = RT_BUF_INIT;
+    rt_str_t origin = tr_http_req_header(req, "Origin");
+    if (origin.p != NULL && node_origin_allowed(cfg, req)) {
+        rt_buf_printf(&h, "Access-Control-Allow-Origin: %.*s\r\n", (int)origin.n, origin.p);
+        rt_buf_append_cstr(&h, "Access-Control-Allow-Credentials: true\r\n");
+    }
+    rt_buf_append_byte(&h, '\0');
+    if (message != NULL) {
+        rt_buf_append_cstr(&body, "{\"error\":");
+        rt_json_write_string(&body, rt_str_c(message));
+        rt_buf_append_byte(&body, '}');
+    }
+    tr_http_respond(req, status, message ? "application/json" : NULL, rt_buf_str(&body),
+                    (const char *)h.p);
+    rt_buf_cleanup(&h);
+    rt_buf_cleanup(&body);
+}
 
 /* ---- delivery to the owning worker ---- */
 
@@ -62,12 +88,13 @@ static void forward_done(node_worker_t *w, node_op_t *op)
     if (hw == NULL)
         return; /* the client went away */
     tr_http_req_on_abort(hw->req, NULL, NULL);
+    const node_config_t *cfg = w->node->cfg;
     if (op->status == 0)
-        tr_http_respond(hw->req, 204, NULL, RT_STR_NULL, NULL);
+        respond(cfg, hw->req, 204, NULL);
     else if (op->status == RT_ENOTFOUND)
-        tr_http_respond_error(hw->req, 404, "unknown node");
+        respond(cfg, hw->req, 404, "unknown node");
     else
-        tr_http_respond_error(hw->req, 500, "emulation routing failed");
+        respond(cfg, hw->req, 500, "emulation routing failed");
     rt_free(hw);
 }
 
@@ -78,11 +105,11 @@ void node_emulation_route(node_worker_t *w, tr_http_req_t *req, rt_str_t node, r
         int k = node_session_worker(session, w->node->nworkers);
         if (k >= 0)
             node_worker_deliver_emulation(w->node->workers[k], session, data);
-        tr_http_respond(req, 204, NULL, RT_STR_NULL, NULL);
+        respond(w->node->cfg, req, 204, NULL);
         return;
     }
     if (node.n >= sizeof(((node_op_t *)0)->remote_uid)) {
-        tr_http_respond_error(req, 404, "unknown node");
+        respond(w->node->cfg, req, 404, "unknown node");
         return;
     }
     http_wait_t *hw = RT_NEW(http_wait_t);

@@ -4,12 +4,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
+import grpc from '@grpc/grpc-js';
+
 import { WebSocket, newSub } from './lib/clients.mjs';
 import http from 'node:http';
 
 import { NAMESPACES, freePort, sleep, waitFor } from './lib/rotor.mjs';
 import { useRotor } from './lib/suite.mjs';
-import { grpcClient, grpcConsume, transportClient, uniStream } from './lib/transports.mjs';
+import {
+    grpcClient, grpcConsume, grpcConsumeRaw, pbDelimited, pbFields, transportClient,
+    uniEventSource, uniStream,
+} from './lib/transports.mjs';
 
 const GRPC_PORT = await freePort();
 const ALLOWED = 'http://good.example';
@@ -52,6 +57,51 @@ function rawRequest(port, path, headers) {
         req.end();
     });
 }
+
+/** GET/POST that reads the whole body (a stream must end by itself within 3 s):
+ * {status, headers, body: Buffer, text}. */
+async function fetchAll(rotor, p, { method = 'GET', headers = {}, body } = {}) {
+    const res = await fetch(rotor.url(p), { method, headers, body, signal: AbortSignal.timeout(3000) });
+    const buf = Buffer.from(await res.arrayBuffer());
+    return { status: res.status, headers: res.headers, body: buf, text: buf.toString('latin1') };
+}
+
+/** Opens a request, keeps its status and headers, and drops it (streams never end). */
+async function fetchHead(rotor, p, { method = 'GET', headers = {}, body } = {}) {
+    const ctrl = new AbortController();
+    const res = await fetch(rotor.url(p), { method, headers, body, signal: ctrl.signal });
+    ctrl.abort();
+    return { status: res.status, headers: res.headers };
+}
+
+/** Protobuf wire helpers to build requests by hand. */
+function pbVarintBytes(n) {
+    const out = [];
+    while (n >= 0x80) {
+        out.push((n & 0x7f) | 0x80);
+        n = Math.floor(n / 128);
+    }
+    out.push(n);
+    return Buffer.from(out);
+}
+const pbLenField = (field, bytes) => Buffer.concat([
+    pbVarintBytes(field * 8 + 2), pbVarintBytes(bytes.length), Buffer.from(bytes)]);
+const pbDelimit = (msg) => Buffer.concat([pbVarintBytes(msg.length), msg]);
+/** A Protobuf command frame holding Command{id: 1, connect: {token}}. */
+const pbConnectFrame = (token) => pbDelimit(Buffer.concat([
+    Buffer.from([0x08, 0x01]), pbLenField(4, pbLenField(1, Buffer.from(token)))]));
+
+/** The disconnect of a Protobuf http_stream body holding one Reply{push{disconnect}}. */
+function pbStreamDisconnect(body) {
+    const replies = pbDelimited(body);
+    assert.equal(replies.length, 1, body.toString('hex'));
+    const push = pbFields(replies[0])[4];
+    assert.ok(push, `no push in ${body.toString('hex')}`);
+    const d = pbFields(pbFields(push)[11]);
+    return { code: d[1], reason: d[2].toString() };
+}
+
+const BAD_REQUEST_JSON = '{"push":{"disconnect":{"code":3501,"reason":"bad request"}}}';
 
 /** Protobuf clients publish bytes and receive bytes; JSON clients use objects. */
 const codec = (pb) => ({
@@ -116,6 +166,9 @@ describe('transports', { timeout: 120000 }, () => {
         await fullSession(rotor, 'http_stream', true);
     });
 
+    // JSON only: centrifuge-js's Protobuf build cannot use SSE (its SSE transport hard-codes
+    // the JSON protocol, and EventSource carries text), so Protobuf is covered on WebSocket
+    // and HTTP-streaming above.
     it('SSE emulation: every command, recovery', async () => {
         await fullSession(rotor, 'sse', false);
     });
@@ -191,6 +244,20 @@ describe('transports', { timeout: 120000 }, () => {
         const r = new StreamReader(res, { sse: true });
         await r.wait((m) => m.connect);
         ctrl.abort();
+    });
+
+    it('unidirectional SSE through EventSource: GET with cf_connect, connect push, API publication', async () => {
+        const ch = 'pub:eventsource';
+        const es = uniEventSource(rotor, { token: rotor.makeToken({ sub: 'es', channels: [ch] }) });
+        const connect = await es.wait((m) => m.connect);
+        assert.equal(es.opened, true);
+        assert.ok(connect.connect.session, JSON.stringify(connect));
+        assert.ok(connect.connect.subs[ch] !== undefined, JSON.stringify(connect));
+        await rotor.apiResult('publish', { channel: ch, data: { via: 'api' } });
+        const pub = await es.wait((m) => m.pub);
+        assert.deepEqual(pub, { channel: ch, pub: { data: { via: 'api' } } });
+        assert.equal(es.errors.length, 0);
+        es.close();
     });
 
     it('unidirectional gRPC: connect push, publication, disconnect ends with OK', async () => {
@@ -283,7 +350,8 @@ describe('transports', { timeout: 120000 }, () => {
         // oversized emulation body
         const big = await rotor.request('/emulation', { method: 'POST', body: 'x'.repeat(70000) });
         assert.equal(big.status, 413);
-        // undecodable envelope, and a wrong content type for the Protobuf envelope
+        // undecodable envelopes: JSON that is not an object, a truncated Protobuf envelope
+        // (wrong content types are tested on their own below)
         assert.equal((await rotor.request('/emulation', { method: 'POST', body: '[1]' })).status, 400);
         const pbBad = await rotor.request('/emulation', {
             method: 'POST', body: Buffer.from([0x0a, 0x50]),
@@ -299,6 +367,127 @@ describe('transports', { timeout: 120000 }, () => {
         assert.equal(await closed, 3501);
         // the server still serves everyone
         await fullSession(rotor, 'http_stream', false, '-after-bad-input');
+    });
+
+    it('wrong content type: the Content-Type header, not the body, picks the format', async () => {
+        const token = rotor.makeToken({ sub: 'ctype' });
+        const pbFrame = pbConnectFrame(token);
+        const jsonFrame = JSON.stringify({ id: 1, connect: { token } });
+        // The Protobuf frame is good: as application/octet-stream it connects.
+        const ok = await fetch(rotor.url('/connection/http_stream'), {
+            method: 'POST', body: pbFrame,
+            headers: { 'Content-Type': 'application/octet-stream' },
+        });
+        assert.equal(ok.status, 200);
+        const reader = ok.body.getReader();
+        const first = Buffer.from((await reader.read()).value);
+        await reader.cancel();
+        const [reply] = pbDelimited(first);
+        assert.ok(pbFields(reply)[5], `no connect result in ${first.toString('hex')}`);
+        // http_stream: the stream starts in the format the header names and the frame that
+        // does not decode in it ends the session with 3501, as on a WebSocket (§10.3).
+        const pbAsJson = await fetchAll(rotor, '/connection/http_stream', {
+            method: 'POST', body: pbFrame, headers: { 'Content-Type': 'application/json' },
+        });
+        assert.equal(pbAsJson.status, 200);
+        assert.equal(pbAsJson.text, `${BAD_REQUEST_JSON}\n`);
+        const jsonAsPb = await fetchAll(rotor, '/connection/http_stream', {
+            method: 'POST', body: jsonFrame, headers: { 'Content-Type': 'application/octet-stream' },
+        });
+        assert.equal(jsonAsPb.status, 200);
+        assert.deepEqual(pbStreamDisconnect(jsonAsPb.body), { code: 3501, reason: 'bad request' });
+        // /emulation: each envelope is accepted under its own content type only; under the
+        // other one it is a 400 with a JSON error.
+        const pbEnvelope = pbLenField(2, Buffer.from('nope.0'));
+        const jsonEnvelope = JSON.stringify({ session: 'nope.0', node: '', data: '{}' });
+        const PB = { 'Content-Type': 'application/octet-stream' };
+        const JSONCT = { 'Content-Type': 'application/json' };
+        for (const [body, headers, status] of [[pbEnvelope, PB, 204], [pbEnvelope, JSONCT, 400],
+            [jsonEnvelope, JSONCT, 204], [jsonEnvelope, PB, 400]]) {
+            const r = await fetchAll(rotor, '/emulation', { method: 'POST', body, headers });
+            assert.equal(r.status, status, `${headers['Content-Type']}: ${r.text}`);
+            if (status === 400) {
+                assert.match(r.headers.get('content-type'), /^application\/json/);
+                assert.equal(JSON.parse(r.text).error, 'malformed emulation request');
+            }
+        }
+        // Unidirectional streams are JSON only: a Protobuf ConnectRequest is a 400.
+        const pbConnectRequest = pbLenField(1, Buffer.from(token));
+        for (const kind of ['uni_http_stream', 'uni_sse']) {
+            const r = await fetchAll(rotor, `/connection/${kind}`,
+                { method: 'POST', body: pbConnectRequest, headers: PB });
+            assert.equal(r.status, 400, kind);
+            assert.equal(JSON.parse(r.text).error, 'malformed connect request', kind);
+        }
+    });
+
+    it('malformed connect requests on every transport', async () => {
+        // uni_sse GET: cf_connect must decode before the stream starts (§10.6).
+        for (const q of ['%7Bnope', encodeURIComponent('[1]'), encodeURIComponent('{"token":5}')]) {
+            const r = await fetchAll(rotor, `/connection/uni_sse?cf_connect=${q}`);
+            assert.equal(r.status, 400, q);
+            assert.match(r.headers.get('content-type'), /^application\/json/);
+            assert.equal(JSON.parse(r.text).error, 'malformed connect request', q);
+        }
+        // Bidirectional SSE: cf_connect is a command frame handled like a WebSocket frame, so
+        // a bad one gets the stream and a 3501 disconnect as its only event (as the reference).
+        for (const q of ['%7Bnope', encodeURIComponent('{"connect":5,"id":1}')]) {
+            const r = await fetchAll(rotor, `/connection/sse?cf_connect=${q}`);
+            assert.equal(r.status, 200, q);
+            assert.match(r.headers.get('content-type'), /^text\/event-stream/);
+            assert.equal(r.text, `\r\ndata: ${BAD_REQUEST_JSON}\n\n`, q);
+        }
+        // http_stream: a truncated Protobuf command (declares 13 bytes, carries 3).
+        const trunc = await fetchAll(rotor, '/connection/http_stream', {
+            method: 'POST', body: Buffer.from([0x0d, 0x08, 0x01, 0x22]),
+            headers: { 'Content-Type': 'application/octet-stream' },
+        });
+        assert.equal(trunc.status, 200);
+        assert.deepEqual(pbStreamDisconnect(trunc.body), { code: 3501, reason: 'bad request' });
+        // gRPC through @grpc/grpc-js: a ConnectRequest cut inside its token field, and JSON
+        // bytes, end the call with INVALID_ARGUMENT before any push.
+        for (const bytes of [[0x0a, 0x50, 0x61], Buffer.from('{"token":"x"}')]) {
+            const st = await grpcConsumeRaw(rotor, GRPC_PORT, bytes);
+            assert.equal(st.code, grpc.status.INVALID_ARGUMENT, JSON.stringify(st));
+            assert.equal(st.details, 'malformed connect request');
+            assert.equal(st.messages.length, 0);
+        }
+    });
+
+    // Centrifugo refuses a disallowed Origin only on WebSocket upgrades; its HTTP transports
+    // and /emulation sit behind a CORS middleware that serves the request and leaves out the
+    // CORS headers (centrifugo internal/app/mux.go, internal/middleware/cors.go; §10.9). The
+    // browser then keeps the response from the page.
+    it('origin on HTTP transports: served, CORS headers only for an allowed origin', async () => {
+        const token = rotor.makeToken({ sub: 'origin' });
+        const cf = (v) => encodeURIComponent(JSON.stringify(v));
+        const JSONCT = { 'Content-Type': 'application/json' };
+        const cases = [
+            ['/connection/http_stream', 'POST', JSON.stringify({ id: 1, connect: { token } }), 200],
+            [`/connection/sse?cf_connect=${cf({ id: 1, connect: { token } })}`, 'GET', undefined, 200],
+            [`/connection/uni_sse?cf_connect=${cf({ token })}`, 'GET', undefined, 200],
+            ['/connection/uni_http_stream', 'POST', JSON.stringify({ token }), 200],
+            ['/emulation', 'POST', JSON.stringify({ session: 'nope.0', data: '{}' }), 204],
+        ];
+        for (const [p, method, body, status] of cases) {
+            const headers = body ? JSONCT : {};
+            const evil = await fetchHead(rotor, p, { method, body, headers: { ...headers, Origin: 'http://evil.example' } });
+            assert.equal(evil.status, status, `${p} evil`);
+            assert.equal(evil.headers.get('access-control-allow-origin'), null, p);
+            assert.equal(evil.headers.get('access-control-allow-credentials'), null, p);
+            const good = await fetchHead(rotor, p, { method, body, headers: { ...headers, Origin: ALLOWED } });
+            assert.equal(good.status, status, `${p} allowed`);
+            assert.equal(good.headers.get('access-control-allow-origin'), ALLOWED, p);
+            assert.equal(good.headers.get('access-control-allow-credentials'), 'true', p);
+        }
+        // An /emulation error keeps them too, so the page can read it.
+        const lost = await fetchAll(rotor, '/emulation', {
+            method: 'POST', headers: { ...JSONCT, Origin: ALLOWED },
+            body: JSON.stringify({ session: 's.0', node: 'no-such-node', data: '{}' }),
+        });
+        assert.equal(lost.status, 404);
+        assert.equal(lost.headers.get('access-control-allow-origin'), ALLOWED);
+        assert.equal(JSON.parse(lost.text).error, 'unknown node');
     });
 
     it('an emulation POST for an unknown session is accepted and dropped', async () => {
@@ -320,14 +509,19 @@ async function encodes(rotor) {
     return Number(m[1]);
 }
 
-describe('transports disabled by default', { timeout: 30000 }, () => {
-    const rotor = useRotor();
+// Every transport but the bidirectional WebSocket is off by default; that one is switched
+// off by websocket.disabled.
+describe('disabled transports', { timeout: 30000 }, () => {
+    const rotor = useRotor({ config: { websocket: { disabled: true } } });
     it('answers 404 on every disabled endpoint', async () => {
         for (const p of ['/connection/http_stream', '/connection/sse', '/emulation',
             '/connection/uni_websocket', '/connection/uni_sse', '/connection/uni_http_stream']) {
             const r = await rotor.request(p, { method: 'POST', body: '{}' });
             assert.equal(r.status, 404, p);
         }
+        const ws = await rawRequest(rotor.port, '/connection/websocket', UPGRADE);
+        assert.equal(ws.status, 404, 'websocket.disabled');
+        assert.equal((await rotor.request('/health')).status, 200);
     });
 });
 
@@ -336,8 +530,34 @@ describe('transport limits and pings', { timeout: 60000 }, () => {
         config: {
             ...TRANSPORTS,
             uni_websocket: { enabled: true, message_size_limit: 1024 },
+            // Far below the 64 KiB default, so a 413 here comes from these keys.
+            http_stream: { enabled: true, max_request_body_size: 1024 },
+            sse: { enabled: true, max_request_body_size: 1024 },
+            uni_sse: { enabled: true, max_request_body_size: 1024 },
+            uni_http_stream: { enabled: true, max_request_body_size: 1024 },
             client: { queue_max_size: 65536, ping_interval: '2s', pong_timeout: '1s' },
         },
+    });
+
+    it('request bodies over max_request_body_size get 413 on every streaming endpoint', async () => {
+        const token = rotor.makeToken({ sub: 'big' });
+        const pad = 'x'.repeat(1100);
+        const frame = JSON.stringify({ id: 1, connect: { token, data: { pad } } });
+        const request = JSON.stringify({ token, data: { pad } });
+        for (const [p, body] of [['/connection/http_stream', frame], ['/connection/sse', frame],
+            ['/connection/uni_sse', request], ['/connection/uni_http_stream', request]]) {
+            const r = await fetchAll(rotor, p, {
+                method: 'POST', body, headers: { 'Content-Type': 'application/json' },
+            });
+            assert.equal(r.status, 413, p);
+            assert.equal(JSON.parse(r.text).error, 'request body too large', p);
+            // The same request under the limit is served.
+            const small = body.replace(pad, 'x');
+            const ok = await fetchHead(rotor, p, {
+                method: 'POST', body: small, headers: { 'Content-Type': 'application/json' },
+            });
+            assert.equal(ok.status, 200, `${p} under the limit`);
+        }
     });
 
     it('emulated sessions answer pings through /emulation and stay connected', async () => {
