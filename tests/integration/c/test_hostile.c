@@ -26,6 +26,7 @@
 #define CONFIG                                                                                     \
     "\"client\":{\"token\":{\"hmac_secret_key\":\"secret\"},\"stale_close_delay\":\"1s\"},"        \
     "\"http_api\":{\"key\":\"key\"},\"health\":{\"enabled\":true},\"workers\":2,"                  \
+    "\"prometheus\":{\"enabled\":true},"                                                           \
     "\"shutdown\":{\"timeout\":\"3s\"},"                                                           \
     "\"channel\":{\"without_namespace\":{\"allow_subscribe_for_client\":true,"                     \
     "\"allow_publish_for_subscriber\":true}}"
@@ -107,6 +108,28 @@ static void api_publish_ok(const char *channel, const char *data)
         fail_msg("API publish to %s: rc=%s status=%d body=%.*s", channel, rt_strerror(rc), r.status,
                  (int)r.body.len, cstr(&r.body));
     rt_tc_http_resp_cleanup(&r);
+}
+
+/* The value of one /metrics series (name with labels, e.g.
+ * centrifugo_client_num_server_disconnects{code="3008"}) on port; 0 when absent. */
+static long long metric_value(int port, const char *series)
+{
+    rt_tc_http_resp_t r;
+    long long v = 0;
+    rt_tc_http_resp_init(&r);
+    int rc = rt_tc_http_once(port, "GET", "/metrics", NULL, NULL, 0, &r);
+    if (rc != 0 || r.status != 200)
+        fail_msg("GET /metrics: %s status %d", rt_strerror(rc), r.status);
+    rt_buf_append_byte(&r.body, 0);
+    size_t n = strlen(series);
+    for (const char *l = cstr(&r.body); *l; l++) {
+        if ((l == cstr(&r.body) || l[-1] == '\n') && strncmp(l, series, n) == 0 && l[n] == ' ') {
+            v = strtoll(l + n + 1, NULL, 10);
+            break;
+        }
+    }
+    rt_tc_http_resp_cleanup(&r);
+    return v;
 }
 
 /* The invariant of this file: whatever the previous case did, a new client works, and
@@ -786,6 +809,159 @@ static void t_stale_3502(void **state)
     CHECK_OTHERS();
 }
 
+/* ---- clients that stop mid-frame (issue 7) ---- */
+
+/* Half a frame header (FIN + text, no length byte), then silence with the socket open,
+ * before connect: nothing more arrives, so stale_close_delay (1 s here) closes it. */
+static void t_mid_frame_before_connect_3502(void **state)
+{
+    rt_tc_conn_t c;
+    rt_buf_t reason = RT_BUF_INIT;
+    int code = 0;
+    static const uint8_t half[] = {0x81};
+
+    ws_open(&c);
+    int64_t t0 = rt_tc_now_ms();
+    assert_int_equal(rt_tc_send(&c, half, sizeof(half), T_MS), 0);
+    int rc = rt_tc_ws_wait_close(&c, &code, &reason, 4000);
+    int64_t took = rt_tc_now_ms() - t0;
+    if (rc != 0 || code != 3502 || strcmp(cstr(&reason), "stale") != 0)
+        fail_msg("half a header, then silence: want close 3502 \"stale\", got %s %d \"%s\" "
+                 "after %lld ms",
+                 rt_strerror(rc), code, cstr(&reason), (long long)took);
+    if (took > 3000)
+        fail_msg("closed after %lld ms, stale_close_delay is 1 s", (long long)took);
+    rt_buf_cleanup(&reason);
+    rt_tc_close(&c);
+    CHECK_OTHERS();
+}
+
+/* A second rotor with short pings: ping_interval 1 s, pong_timeout 500 ms. A connected
+ * client gets its next ping at most 1 s after going silent and must answer within 500 ms,
+ * so a silent one is closed with 3012 "no pong" within 1.5 s (+ slack). */
+#define PING_CONFIG                                                                                \
+    "\"client\":{\"token\":{\"hmac_secret_key\":\"secret\"},\"ping_interval\":\"1s\","             \
+    "\"pong_timeout\":\"500ms\"},"                                                                 \
+    "\"http_api\":{\"key\":\"key\"},\"health\":{\"enabled\":true},\"workers\":2,"                  \
+    "\"shutdown\":{\"timeout\":\"3s\"},"                                                           \
+    "\"channel\":{\"without_namespace\":{\"allow_subscribe_for_client\":true}}"
+#define PING_BOUND_MS 2500 /* ping_interval + pong_timeout + 1 s slack */
+
+static void open_connected_at(rt_tc_conn_t *c, int port)
+{
+    rt_buf_t line = RT_BUF_INIT;
+    int rc = rt_tc_ws_open(c, port);
+    if (rc != 0)
+        fail_msg("WebSocket handshake failed: %s", rt_strerror(rc));
+    rc = rt_tc_cf_connect(c, 1, cstr(&g_token), &line);
+    if (rc != 0)
+        fail_msg("connect failed (%s): %s", rt_strerror(rc), cstr(&line));
+    rt_buf_cleanup(&line);
+}
+
+/* Connected clients that send half a frame header, or a header and half the payload, and
+ * then go silent with the socket open (they keep reading, so TCP itself is healthy: only
+ * the ping/pong timeout can notice). Each is closed with 3012 within the bound; a
+ * bystander answering its pings on the same node is untouched throughout. */
+static void t_mid_frame_connected_3012(void **state)
+{
+    enum { NS = 2 };
+    rt_tp_server_t srv;
+    rt_tc_conn_t by, s[NS];
+    rt_buf_t line = RT_BUF_INIT;
+    rt_buf_t reason[NS] = {RT_BUF_INIT, RT_BUF_INIT};
+    int code[NS] = {0}, rc[NS] = {RT_ETIMEOUT, RT_ETIMEOUT};
+    int64_t t0[NS], took[NS] = {-1, -1};
+    char desc[96];
+    /* 0: FIN + text and nothing else; 1: a masked 100-byte text frame cut after 10 bytes. */
+    uint8_t head[] = {0x81};
+    uint8_t part[2 + 4 + 10] = {0x81, 0x80 | 100, 1,   2,   3,   4,   'x', 'x',
+                                'x',  'x',        'x', 'x', 'x', 'x', 'x', 'x'};
+    const uint8_t *half[NS] = {head, part};
+    size_t half_len[NS] = {sizeof(head), sizeof(part)};
+
+    int src = rt_tp_start(&srv, g_binary, PING_CONFIG, 10000);
+    if (src != 0)
+        fail_msg("cannot start a second rotor: %s", rt_strerror(src));
+    open_connected_at(&by, srv.port);
+    by.pong = true;
+    subscribe_plain(&by, 2, "midby");
+    for (int i = 0; i < NS; i++) {
+        open_connected_at(&s[i], srv.port);
+        assert_int_equal(rt_tc_send(&s[i], half[i], half_len[i], T_MS), 0);
+        t0[i] = rt_tc_now_ms();
+    }
+
+    /* Poll the silent ones for their close while the bystander answers its pings. */
+    int64_t deadline = rt_tc_now_ms() + PING_BOUND_MS + 2000;
+    int open = NS;
+    while (open > 0 && rt_tc_now_ms() < deadline) {
+        for (int i = 0; i < NS; i++) {
+            if (took[i] >= 0)
+                continue;
+            rc[i] = rt_tc_ws_wait_close(&s[i], &code[i], &reason[i], 10);
+            if (rc[i] != RT_ETIMEOUT) {
+                took[i] = rt_tc_now_ms() - t0[i];
+                open--;
+            }
+        }
+        int brc = rt_tc_cf_next(&by, &line, 10);
+        if (brc != 0 && brc != RT_ETIMEOUT)
+            fail_msg("bystander lost while others stalled mid-frame: %s (close %d)",
+                     rt_strerror(brc), by.close_code);
+    }
+    for (int i = 0; i < NS; i++) {
+        fprintf(stderr,
+                "  silent client %d (%zu bytes of a frame): %s close %d \"%s\" after %lld ms\n", i,
+                half_len[i], rt_strerror(rc[i]), code[i], cstr(&reason[i]), (long long)took[i]);
+        if (rc[i] != 0 || code[i] != 3012 || strcmp(cstr(&reason[i]), "no pong") != 0)
+            fail_msg("silent client %d: want close 3012 \"no pong\", got %s %d \"%s\"", i,
+                     rt_strerror(rc[i]), code[i], cstr(&reason[i]));
+        if (took[i] > PING_BOUND_MS)
+            fail_msg("silent client %d closed after %lld ms, bound %d ms", i, (long long)took[i],
+                     PING_BOUND_MS);
+    }
+    /* The server releases the socket even though the peer never finishes its frame nor
+     * answers the close: the close handshake waits 5 s at most. */
+    deadline = rt_tc_now_ms() + 7000;
+    for (int i = 0; i < NS; i++) {
+        while (rt_tc_wait_eof(&s[i], 10) != 0) {
+            if (rt_tc_now_ms() > deadline)
+                fail_msg("silent client %d: TCP still open 7 s after the close frame", i);
+            int brc = rt_tc_cf_next(&by, &line, 10); /* answers the bystander's pings */
+            if (brc != 0 && brc != RT_ETIMEOUT)
+                fail_msg("bystander lost: %s (close %d)", rt_strerror(brc), by.close_code);
+        }
+    }
+
+    /* The bystander still receives, and a new client works. */
+    rt_tc_http_resp_t r;
+    rt_tc_http_resp_init(&r);
+    int prc = rt_tc_api_publish(NULL, srv.port, "key", "midby", "{\"still\":1}", &r);
+    if (prc != 0 || r.status != 200)
+        fail_msg("API publish: %s status %d", rt_strerror(prc), r.status);
+    assert_int_equal(rt_tc_cf_next(&by, &line, T_MS), 0);
+    expect_line(&line, "{\"push\":{\"channel\":\"midby\",\"pub\":{\"data\":{\"still\":1}}}}",
+                "bystander publication");
+    rt_tc_conn_t fresh;
+    open_connected_at(&fresh, srv.port);
+    rt_tc_close(&fresh);
+
+    if (!rt_tp_alive(&srv))
+        fail_msg("the second rotor died: %s", rt_tp_describe(&srv, desc, sizeof(desc)));
+    for (int i = 0; i < NS; i++) {
+        rt_tc_close(&s[i]);
+        rt_buf_cleanup(&reason[i]);
+    }
+    rt_tc_close(&by);
+    rt_tc_http_resp_cleanup(&r);
+    rt_buf_cleanup(&line);
+    if (rt_tp_stop(&srv, false) != 0)
+        fail_msg("the second rotor did not exit cleanly: %s",
+                 rt_tp_describe(&srv, desc, sizeof(desc)));
+    CHECK_OTHERS();
+}
+
 /* ---- HTTP ---- */
 
 static void t_http_websocket_get_without_upgrade(void **state)
@@ -1027,6 +1203,9 @@ static void t_slow_reader_disconnected(void **state)
     rt_buf_t line2 = RT_BUF_INIT;
     char prefix[96];
 
+    static const char slow_series[] = "centrifugo_client_num_server_disconnects{code=\"3008\"}";
+    long long slow_before = metric_value(g_srv.port, slow_series);
+
     /* A tiny receive window: the kernel cannot hide the backlog for us. */
     assert_int_equal(rt_tc_connect(&slow, g_srv.port, 4096), 0);
     assert_int_equal(rt_tc_ws_handshake(&slow, "/connection/websocket", NULL, NULL), 0);
@@ -1058,7 +1237,12 @@ static void t_slow_reader_disconnected(void **state)
             fail_msg("fast client: publication %d out of order: %.80s", i, cstr(&line));
     }
 
-    /* Now drain the slow client: some publications, then close 3008 (or a reset). */
+    /* Now drain the slow client: some publications, then the close frame 3008. The server
+     * cannot write it while the socket is full, but it drops the queued publications, keeps
+     * the close frame after the one frame already partly in the kernel (the stream stays
+     * parseable) and waits up to its close timeout (5 s) for the peer to read: a client
+     * that drains, as this one does at once, gets the code. A reset or EOF without it means
+     * the close frame was lost. */
     int got = 0, rc;
     int64_t deadline = rt_tc_now_ms() + 8000;
     slow.pong = false;
@@ -1076,9 +1260,14 @@ static void t_slow_reader_disconnected(void **state)
                  got, N);
     if (rc == RT_EPROTO)
         fail_msg("slow client stream corrupted after %d publications", got);
-    if (rc == RT_ECLOSED && slow.close_code != 0 && slow.close_code != 3008)
-        fail_msg("slow client closed with %d, want 3008", slow.close_code);
+    if (rc == RT_ECLOSED && slow.close_code != 3008)
+        fail_msg("slow client closed with %d (reset %d) after %d publications, want close 3008",
+                 slow.close_code, slow.reset, got);
     assert_true(got < N);
+    /* And the server counted it as a 3008 disconnect (the metric is per node). */
+    long long slow_after = metric_value(g_srv.port, slow_series);
+    if (slow_after != slow_before + 1)
+        fail_msg("%s went from %lld to %lld, want one more", slow_series, slow_before, slow_after);
 
     rt_tc_close(&slow);
     rt_tc_close(&fast);
@@ -1303,6 +1492,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_frame_ping_pong),
         cmocka_unit_test(t_frame_client_close_echoed),
         cmocka_unit_test(t_stale_3502),
+        cmocka_unit_test(t_mid_frame_before_connect_3502),
+        cmocka_unit_test(t_mid_frame_connected_3012),
         cmocka_unit_test(t_http_websocket_get_without_upgrade),
         cmocka_unit_test(t_http_unknown_path_404),
         cmocka_unit_test(t_http_body_too_large_413),
