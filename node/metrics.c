@@ -1,12 +1,15 @@
 /* /metrics in the Prometheus text format, under Centrifugo's metric names so existing
  * dashboards work (SERVER.md §5.1). Node-wide counts come from a survey of every worker
- * (exact unique users and channels); counters are relaxed atomics. */
+ * (exact unique users and channels); the node count from the engine's registry; counters are
+ * relaxed atomics. What only a worker's own thread may read (its clients by transport, their
+ * queued bytes) is gathered by a mail that visits every worker in turn before the survey. */
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "node/base/alloc.h"
+#include "node/base/assert.h"
 #include "node/base/log.h"
 #include "node/codes.h"
 #include "node/consumer.h"
@@ -25,9 +28,27 @@ void node_metrics_count_disconnect(node_t *node, int code)
     atomic_fetch_add_explicit(&node->metrics.disconnects[slot], 1, memory_order_relaxed);
 }
 
+/* Centrifugo's transport label values; several wire forms share one (JSON and Protobuf). */
+#define NTRANSPORTS 7
+static const char *const transport_names[NTRANSPORTS] = {
+    "websocket", "sse", "http_stream", "uni_websocket", "uni_sse", "uni_http_stream", "uni_grpc",
+};
+
+/* Travels worker 0 -> 1 -> ... -> nworkers-1, then back to origin. Whoever holds the mail
+ * owns it; it owns no pointer, so a mailbox freeing it unrun at shutdown leaks nothing. */
+typedef struct gather_mail {
+    rt_mail_t mail;
+    node_worker_t *origin;                   /* borrowed: the worker answering the scrape */
+    uint64_t req_id;                         /* the metrics_req_t in origin->api_reqs */
+    int next;                                /* index of the next worker to visit */
+    uint32_t clients[NODE_WIRE_COUNT];       /* live (not closing) sessions by wire form */
+    uint64_t queued_bytes[NODE_MAX_WORKERS]; /* bytes queued to clients, by worker index */
+} gather_mail_t;
+
 typedef struct metrics_req {
     uint64_t id;
-    tr_http_req_t *req; /* NULL once aborted */
+    tr_http_req_t *req;    /* NULL once aborted */
+    gather_mail_t *gather; /* owned once the gather came back; NULL before */
 } metrics_req_t;
 
 static void on_abort(void *ud)
@@ -75,7 +96,19 @@ static unsigned long long load(_Atomic uint64_t *v)
     return (unsigned long long)atomic_load_explicit(v, memory_order_relaxed);
 }
 
-static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s)
+static uint32_t transport_clients(const gather_mail_t *g, const char *transport)
+{
+    uint32_t n = 0;
+    for (int wire = 0; wire < NODE_WIRE_COUNT; wire++) {
+        if (strcmp(node_wire_name((node_wire_t)wire), transport) == 0)
+            n += g->clients[wire];
+    }
+    return n;
+}
+
+/* nnodes: the other live nodes in the engine's registry. */
+static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s, size_t nnodes,
+                   const gather_mail_t *g)
 {
     node_t *node = w->node;
     node_metrics_t *m = &node->metrics;
@@ -84,7 +117,8 @@ static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s)
     gauge(b, "centrifugo_node_num_subscriptions", "Number of subscriptions.", s->num_subs);
     gauge(b, "centrifugo_node_num_channels", "Number of channels with one or more subscribers.",
           (unsigned long long)atomic_load(&node->engine->num_channels));
-    gauge(b, "centrifugo_node_num_nodes", "Number of nodes in the cluster.", 1);
+    gauge(b, "centrifugo_node_num_nodes", "Number of nodes in the cluster.",
+          (unsigned long long)nnodes + 1);
     rt_buf_printf(b,
                   "# HELP centrifugo_node_build Node build info.\n# TYPE centrifugo_node_build "
                   "gauge\ncentrifugo_node_build{version=\"%s\"} 1\n",
@@ -95,17 +129,22 @@ static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s)
         "centrifugo_node_messages_sent_count{channel_namespace=\"\",type=\"publication\"} "
         "%llu\n",
         load(&m->publications));
+    /* The counters below are node totals: they are not kept per transport, so their
+     * transport label stays empty rather than naming one transport for all. */
     counter_head(b, "centrifugo_client_connections_accepted", "Number of accepted connections.");
     rt_buf_printf(b,
-                  "centrifugo_client_connections_accepted{accept_protocol=\"h1\",client_name=\"\","
-                  "client_version=\"\",transport=\"websocket\"} %llu\n",
+                  "centrifugo_client_connections_accepted{accept_protocol=\"\",client_name=\"\","
+                  "client_version=\"\",transport=\"\"} %llu\n",
                   load(&m->connections_accepted));
-    rt_buf_printf(b,
-                  "# HELP centrifugo_client_connections_inflight Number of inflight client "
-                  "connections.\n# TYPE centrifugo_client_connections_inflight gauge\n"
-                  "centrifugo_client_connections_inflight{accept_protocol=\"h1\",client_name=\"\","
-                  "client_version=\"\",transport=\"websocket\"} %u\n",
-                  s->num_clients);
+    rt_buf_printf(b, "# HELP centrifugo_client_connections_inflight Number of inflight client "
+                     "connections.\n# TYPE centrifugo_client_connections_inflight gauge\n");
+    for (int t = 0; t < NTRANSPORTS; t++) {
+        rt_buf_printf(b,
+                      "centrifugo_client_connections_inflight{accept_protocol=\"%s\",client_name="
+                      "\"\",client_version=\"\",transport=\"%s\"} %u\n",
+                      strcmp(transport_names[t], "uni_grpc") == 0 ? "h2" : "h1", transport_names[t],
+                      transport_clients(g, transport_names[t]));
+    }
     counter_head(b, "centrifugo_client_num_server_disconnects",
                  "Number of server initiated disconnects.");
     for (int i = 0; i < 16; i++) {
@@ -137,13 +176,13 @@ static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s)
                  "Number of messages sent to client connections over specific transport.");
     rt_buf_printf(b,
                   "centrifugo_transport_messages_sent{channel_namespace=\"\",frame_type=\"\","
-                  "transport=\"websocket\"} %llu\n",
+                  "transport=\"\"} %llu\n",
                   load(&m->messages_sent));
     counter_head(b, "centrifugo_transport_messages_received",
                  "Number of messages received from client connections over specific transport.");
     rt_buf_printf(b,
                   "centrifugo_transport_messages_received{channel_namespace=\"\",frame_type=\"\","
-                  "transport=\"websocket\"} %llu\n",
+                  "transport=\"\"} %llu\n",
                   load(&m->messages_received));
     counter_head(b, "centrifugo_api_command_errors_total", "Number of errors in API commands.");
     rt_buf_printf(
@@ -159,11 +198,11 @@ static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s)
     counter_head(b, "rotor_emulation_forwarded_total",
                  "Emulation requests forwarded to the node holding their session.");
     rt_buf_printf(b, "rotor_emulation_forwarded_total %llu\n", load(&m->emulation_forwarded));
-    uint64_t queued = 0;
-    for (node_client_t *c = w->client_list; c; c = c->next)
-        queued += node_link_queued_bytes(c);
-    gauge(b, "rotor_worker_client_queue_bytes", "Bytes queued to clients on the answering worker.",
-          (unsigned long long)queued);
+    rt_buf_printf(b, "# HELP rotor_worker_client_queue_bytes Bytes queued to clients, per "
+                     "worker.\n# TYPE rotor_worker_client_queue_bytes gauge\n");
+    for (int i = 0; i < node->nworkers; i++)
+        rt_buf_printf(b, "rotor_worker_client_queue_bytes{worker=\"%d\"} %llu\n", i,
+                      (unsigned long long)g->queued_bytes[i]);
     gauge(b, "process_resident_memory_bytes", "Resident memory size in bytes.",
           (unsigned long long)read_rss_bytes());
     gauge(b, "process_open_fds", "Number of open file descriptors.",
@@ -178,12 +217,47 @@ static void survey_done(node_worker_t *w, node_op_t *op)
     if (mr->req) {
         rt_buf_t b = RT_BUF_INIT;
         if (op->status == 0 && op->survey)
-            render(w, &b, op->survey);
+            render(w, &b, op->survey, op->nnodes, mr->gather);
         tr_http_respond(mr->req, op->status == 0 ? 200 : 500, "text/plain; version=0.0.4",
                         rt_buf_str(&b), NULL);
         rt_buf_cleanup(&b);
     }
+    rt_free(mr->gather);
     rt_free(mr);
+}
+
+/* On origin's thread: every worker has added its part. */
+static void on_gather_done(rt_mail_t *mail, void *ctx)
+{
+    node_worker_t *w = ctx;
+    gather_mail_t *g = (gather_mail_t *)mail;
+    metrics_req_t *mr = node_map_get_id(&w->api_reqs, g->req_id);
+    RT_ASSERT(mr != NULL && mr->gather == NULL); /* only survey_done removes it */
+    mr->gather = g;
+    node_op_t *op = node_op_new(NODE_OP_SURVEY, w, survey_done);
+    op->ref_id = mr->id;
+    node_worker_post(w, op);
+}
+
+/* On the visited worker's thread: its clients are only safe to read here. */
+static void on_gather(rt_mail_t *mail, void *ctx)
+{
+    node_worker_t *w = ctx;
+    gather_mail_t *g = (gather_mail_t *)mail;
+    uint64_t queued = 0;
+    for (node_client_t *c = w->client_list; c; c = c->next) {
+        queued += node_link_queued_bytes(c);
+        if (c->state != NODE_CLIENT_CLOSING && (unsigned)c->wire < NODE_WIRE_COUNT)
+            g->clients[c->wire]++;
+    }
+    g->queued_bytes[w->index] = queued;
+    node_t *node = w->node;
+    if (++g->next < node->nworkers) {
+        rt_mailbox_post(&node->workers[g->next]->mailbox, &g->mail);
+        return;
+    }
+    g->mail.fn = on_gather_done;
+    rt_mailbox_post(&g->origin->mailbox, &g->mail);
 }
 
 void node_metrics_render(node_worker_t *w, tr_http_req_t *req)
@@ -195,7 +269,9 @@ void node_metrics_render(node_worker_t *w, tr_http_req_t *req)
      * only looked up by their own completion callbacks. */
     node_map_put_id(&w->api_reqs, mr->id, mr);
     tr_http_req_on_abort(req, on_abort, mr);
-    node_op_t *op = node_op_new(NODE_OP_SURVEY, w, survey_done);
-    op->ref_id = mr->id;
-    node_worker_post(w, op);
+    gather_mail_t *g = RT_NEW(gather_mail_t);
+    g->mail.fn = on_gather;
+    g->origin = w;
+    g->req_id = mr->id;
+    rt_mailbox_post(&w->node->workers[0]->mailbox, &g->mail);
 }
