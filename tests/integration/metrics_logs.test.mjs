@@ -119,7 +119,9 @@ describe('metrics of one node', { timeout: 60000 }, () => {
             const r = await uniStream(rotor, kind, { token: token(`t-${kind}`) });
             await r.wait((m) => m.connect);
         }
-        const g = grpcConsume(rotor, grpcClient(GRPC_PORT), { token: token('t-grpc') });
+        const grpc = grpcClient(GRPC_PORT);
+        rotor.clients.add({ close: () => grpc.close() });
+        const g = grpcConsume(rotor, grpc, { token: token('t-grpc') });
         await g.wait((p) => p.connect);
 
         let ms;
