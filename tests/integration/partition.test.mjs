@@ -8,15 +8,21 @@
 // acknowledged missing. Namespace and veth are removed in every case (after hook, and a
 // process exit handler in lib/faults.mjs).
 //
+// The second suite is the other side of a partition: a client that vanishes without a FIN
+// (its 4-tuple black-holed on loopback with iptables DROP, both directions, so the server's
+// pings are never even ACKed). Only the ping/pong timeout can notice; the server must drop
+// it with 3012 within ping_interval + pong_timeout while other clients carry on.
+//
 // Needs root and `ip netns` (with iptables inside a namespace). Without them the file exits
 // with 77, which ctest reports as Skipped (SKIP_RETURN_CODE in CMakeLists.txt; the file runs
 // without `--test` there, since the --test runner turns any exit code into 1). Under CI
 // (env CI set) or as root the missing facility is a failure, not a skip: .ci/deps installs
 // iproute2 and iptables, so a CI run that cannot partition has lost the test.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 
-import { connectedClient, subscribed } from './lib/clients.mjs';
+import { RawClient, connectedClient, subscribed } from './lib/clients.mjs';
 import {
     ACK_NS, NetNs, NsRedis, checkHistory, clientReconnects, fullHistory, netnsUnavailable, publishOnce,
     replaySubscription, tally,
@@ -157,3 +163,106 @@ describe('partition between a node and Redis (netns + veth + iptables DROP)',
             }
         });
     });
+
+/* ---- half-open client ---------------------------------------------------------------- */
+
+const PING_MS = 1000;
+const PONG_MS = 500;
+// The next ping comes at most ping_interval after the client vanished, the pong is due
+// pong_timeout later; 1 s of slack for the timer and the metrics poll.
+const HALF_OPEN_BOUND_MS = PING_MS + PONG_MS + 1000;
+
+/** iptables DROP rules (root namespace, OUTPUT, loopback) for one TCP 4-tuple, both
+ * directions; removed by heal() and at exit. */
+class LoopbackBlackhole {
+    constructor(clientPort, serverPort) {
+        const spec = (sport, dport) => ['OUTPUT', '-o', 'lo', '-p', 'tcp', '-s', '127.0.0.1', '-d', '127.0.0.1',
+            '--sport', String(sport), '--dport', String(dport), '-j', 'DROP'];
+        this.rules = [spec(clientPort, serverPort), spec(serverPort, clientPort)];
+        this.active = false;
+        this.onExit = () => this.heal();
+    }
+
+    cut() {
+        process.on('exit', this.onExit);
+        this.active = true;
+        for (const r of this.rules) execFileSync('iptables', ['-w', '-I', ...r], { stdio: 'pipe' });
+    }
+
+    heal() {
+        if (!this.active) return;
+        this.active = false;
+        for (const r of this.rules) {
+            try {
+                execFileSync('iptables', ['-w', '-D', ...r], { stdio: 'pipe' });
+            } catch {
+                // not there
+            }
+        }
+        process.off('exit', this.onExit);
+    }
+}
+
+async function disconnects(node, code) {
+    const text = (await node.request('/metrics')).text;
+    const m = text.match(new RegExp(`^centrifugo_client_num_server_disconnects\\{code="${code}"\\} (\\d+)$`, 'm'));
+    return m ? Number(m[1]) : 0;
+}
+
+async function numClients(node) {
+    const info = await node.apiResult('info', {});
+    return info.nodes.reduce((n, x) => n + x.num_clients, 0);
+}
+
+describe('half-open client (no FIN, no ACK: iptables DROP of its 4-tuple)', { timeout: 30000 }, () => {
+    let node = null;
+    let hole = null;
+
+    before(async () => {
+        node = await startRotor({ config: { client: { ping_interval: `${PING_MS}ms`, pong_timeout: `${PONG_MS}ms` } } });
+    });
+
+    after(async () => {
+        if (hole) hole.heal();
+        if (node) await node.stop();
+    });
+
+    it('is dropped with 3012 within ping_interval + pong_timeout; a bystander is untouched', async (t) => {
+        const bystander = await RawClient.open(node, { autoPong: true });
+        assert.ok((await bystander.connect(node.makeToken({ sub: 'bystander' }))).connect);
+        assert.ok((await bystander.command({ subscribe: { channel: 'pub:halfopen' } })).subscribe);
+        const victim = await RawClient.open(node, { autoPong: true });
+        assert.ok((await victim.connect(node.makeToken({ sub: 'victim' }))).connect);
+        assert.equal(await numClients(node), 2);
+        const before3012 = await disconnects(node, 3012);
+
+        hole = new LoopbackBlackhole(victim.ws._socket.localPort, node.port);
+        const t0 = Date.now();
+        hole.cut();
+        await waitFor(async () => (await disconnects(node, 3012)) > before3012, HALF_OPEN_BOUND_MS + 3000,
+            'the server to drop the half-open client with 3012');
+        const took = Date.now() - t0;
+        t.diagnostic(`half-open client dropped with 3012 after ${took} ms (bound ${HALF_OPEN_BOUND_MS} ms)`);
+        assert.ok(took <= HALF_OPEN_BOUND_MS, `3012 after ${took} ms, bound ${HALF_OPEN_BOUND_MS} ms`);
+        assert.equal(await disconnects(node, 3012), before3012 + 1, 'exactly one 3012 disconnect');
+        await waitFor(async () => (await numClients(node)) === 1, 2000, 'the node to hold only the bystander');
+        assert.equal(victim.closeInfo, undefined, 'the victim heard nothing while black-holed');
+
+        // The bystander answered its pings all along and still receives.
+        await node.apiResult('publish', { channel: 'pub:halfopen', data: { still: 'here' } });
+        const push = await bystander.waitPush((p) => p.channel === 'pub:halfopen');
+        assert.deepEqual(push.pub.data, { still: 'here' });
+        assert.ok(bystander.isOpen());
+        assert.equal(bystander.closeInfo, undefined);
+
+        // Healed, the victim learns what happened (retransmitted close frame) or finds the
+        // connection reset: either way it is not silently kept.
+        hole.heal();
+        victim.sendRaw('{}');
+        const closed = await Promise.race([victim.closed, new Promise((r) => setTimeout(() => r(null), 10000))]);
+        t.diagnostic(`after the heal the victim saw: ${JSON.stringify(closed)}`);
+        assert.ok(closed, 'the victim connection ended after the heal');
+        assert.ok(closed.code === 3012 || closed.code === 1006, `victim close ${JSON.stringify(closed)}`);
+        bystander.close();
+    });
+});
