@@ -77,8 +77,9 @@ typedef struct rds_addr {
  * for the master: the Sentinels use TLS only with sentinel_tls_enabled=true). tls_enabled
  * and sentinel_tls_enabled take Go ParseBool values. TLS over unix:// is refused. The
  * certificates come from the configuration (the TLS object), never from the URL.
- * host/port are the first seed in both. A plain address is always STANDALONE (no cluster
- * auto-detection). *out is initialised in every case; release with rds_addr_cleanup().
+ * host/port are the first seed in both. A plain address parses as STANDALONE; whether a
+ * cluster node is behind it is asked of the server by rds_addr_detect_cluster(). *out is
+ * initialised in every case; release with rds_addr_cleanup().
  * Returns 0, or RT_EINVAL with a message in err. */
 int rds_addr_parse(const char *url, rds_addr_t *out, rt_buf_t *err);
 /* The old explicit keys (cluster_address, sentinel_address): list is comma-separated
@@ -255,6 +256,17 @@ const char *rds_cluster__slot_node(const rds_cluster_t *cl, unsigned slot);
 void rds_cluster__set_slot(rds_cluster_t *cl, unsigned slot, const char *host, int port);
 
 /* ---- one address, either kind (rds_cluster.c) ---- */
+
+/* A Redis Cluster behind a plain address (SERVER.md §3.2: detected, as Centrifugo does).
+ * For a STANDALONE TCP address: connects once on a private loop, blocking for at most the
+ * connect timeout (to be connected) plus io_timeout (for the answer), and asks INFO cluster,
+ * which every server answers, cluster or not. On "cluster_enabled:1", *a becomes mode
+ * CLUSTER with its own host:port as the only seed (the router learns the other masters
+ * from CLUSTER SLOTS) and the call returns true. Anything else (a standalone server,
+ * another mode, a unix socket, no answer: logged at WARN) leaves *a as it was and returns
+ * false. Call it before making routers of *a: the broker and presence choose key and
+ * channel names by mode once, when they are created. */
+bool rds_addr_detect_cluster(rds_addr_t *a);
 
 /* What the broker and presence hold per configured address: an rds_client for STANDALONE
  * and SENTINEL addresses, an rds_cluster for CLUSTER ones. */

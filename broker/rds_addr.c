@@ -2,9 +2,8 @@
  * unix:// URLs, redis+cluster:// seeds and redis+sentinel:// Sentinels, each also as
  * rediss...:// with TLS.
  *
- * A plain address is always standalone: Centrifugo also detects a cluster behind a plain
- * URL (go-redis' universal client), which rotor does not do; such a setup must be written
- * as redis+cluster:// (or cluster_address). */
+ * A plain address parses as standalone; a cluster behind it is detected by asking the
+ * server (rds_addr_detect_cluster in rds_cluster.c), as Centrifugo does. */
 #include "broker/rds.h"
 
 #include <ctype.h>

@@ -782,6 +782,85 @@ void rds_cluster__set_slot(rds_cluster_t *cl, unsigned slot, const char *host, i
     cl->slots[slot] = n;
 }
 
+/* ---- a cluster behind a plain address ---- */
+
+typedef struct probe {
+    struct ev_loop *loop; /* borrowed: the private loop */
+    rds_client_t *c;      /* borrowed */
+    bool sent;
+    bool answered;
+    bool cluster;  /* the answer said cluster_enabled:1 */
+    char why[160]; /* why there is no answer, for the log */
+} probe_t;
+
+static void on_probe_reply(int status, const redisReply *r, void *ud)
+{
+    probe_t *p = ud;
+    if (status == 0 && r->type == REDIS_REPLY_STRING) {
+        p->answered = true;
+        p->cluster = strstr(r->str, "cluster_enabled:1") != NULL;
+    } else {
+        snprintf(p->why, sizeof(p->why), "INFO cluster: %s",
+                 status == RT_EREDIS ? r->str : rt_strerror(status));
+    }
+    ev_break(p->loop, EVBREAK_ALL);
+}
+
+static void on_probe_state(bool up, void *ud)
+{
+    probe_t *p = ud;
+    if (!up || p->sent)
+        return;
+    p->sent = rds_client_command(p->c, on_probe_reply, p, 2, (const char *[]){"INFO", "cluster"},
+                                 (const size_t[]){4, 7}) == 0;
+}
+
+static void on_probe_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    probe_t *p = w->data;
+    /* Not connected within the connect timeout: give up. Connected: the command has its
+     * own io_timeout, which ends the wait through on_probe_reply. */
+    if (!p->sent) {
+        snprintf(p->why, sizeof(p->why), "not connected within the connect timeout");
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+bool rds_addr_detect_cluster(rds_addr_t *a)
+{
+    if (a->mode != RDS_MODE_STANDALONE || (a->unix_path != NULL && a->unix_path[0] != '\0'))
+        return false;
+    probe_t p = {.loop = ev_loop_new(EVFLAG_AUTO)};
+    rds_client_opts_t o;
+    rds_client_opts_default(&o);
+    o.on_state = on_probe_state;
+    o.ud = &p;
+    p.c = rds_client_new(p.loop, a, &o);
+    ev_timer deadline;
+    ev_timer_init(&deadline, on_probe_deadline, (double)a->connect_timeout_ms / 1000.0, 0.0);
+    deadline.data = &p;
+    ev_timer_start(p.loop, &deadline);
+    ev_run(p.loop, 0);
+    ev_timer_stop(p.loop, &deadline);
+    rds_client_free(p.c);
+    ev_loop_destroy(p.loop);
+    const char *name = rds_addr_name(a);
+    if (!p.answered) {
+        RT_LOG_WARN("redis %s: could not tell whether it is a Redis Cluster node (%s); "
+                    "using it as a single server",
+                    name, p.why[0] != '\0' ? p.why : "no answer");
+        return false;
+    }
+    if (!p.cluster)
+        return false;
+    RT_LOG_INFO("redis %s is a Redis Cluster node: cluster mode, seeded from it", name);
+    char *seed = rt_strdup(name);
+    a->mode = RDS_MODE_CLUSTER;
+    a->seeds = rt_realloc(a->seeds, (a->nseeds + 1) * sizeof(*a->seeds));
+    a->seeds[a->nseeds++] = seed;
+    return true;
+}
+
 /* ---- router ---- */
 
 struct rds_router {

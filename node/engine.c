@@ -5,6 +5,7 @@
 
 #include "broker/broker_mem.h"
 #include "broker/broker_redis.h"
+#include "broker/rds.h"
 #include "node/base/alloc.h"
 #include "node/base/assert.h"
 #include "node/base/err.h"
@@ -606,6 +607,9 @@ node_engine_t *node_engine_new(node_t *node, struct ev_loop *loop)
         /* Validated at load time: a failure here is a bug. */
         RT_ASSERT(node_config_redis_shards(cfg, &shards, &n, &err) == 0);
         rt_buf_cleanup(&err);
+        /* Before the broker and presence exist: they name keys by mode once. */
+        for (size_t i = 0; i < n; i++)
+            (void)rds_addr_detect_cluster(&shards[i]);
         broker_redis_opts_t opts = {
             .shards = shards,
             .nshards = n,

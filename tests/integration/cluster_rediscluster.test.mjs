@@ -3,6 +3,8 @@
 // slot, and classic PUB/SUB crosses the cluster bus. Publish, history, recovery, presence
 // and join/leave work across nodes. The cluster is started here: three redis-server
 // processes with cluster mode on explicit bus ports, joined by `redis-cli --cluster create`.
+// A second cluster checks that a plain address of one member is detected as a cluster
+// (SERVER.md §3.2).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -77,6 +79,45 @@ async function ownersAnswering(servers, want, ...cmd) {
     return n;
 }
 
+/** Node i gets urls[i]; resolves once every node is ready. Stops everything on failure. */
+async function startNodes(servers, urls) {
+    const config = (u) => ({
+        ...redisEngine(u, { presence_ttl: '5s' }),
+        channel: { namespaces: [...NAMESPACES, REC] },
+    });
+    let nodes = [];
+    let c = null;
+    try {
+        nodes = await Promise.all(urls.map((u) => startRotor({ config: config(u) })));
+        c = new Cluster(servers, nodes, { config: config(urls[0]), env: {}, args: [] });
+        await Promise.all(nodes.map((r) => waitReady(r, 200, STARTUP_READY_MS)));
+        return c;
+    } catch (e) {
+        if (c) {
+            c.dumpLogs('(not ready)');
+            await c.stop().catch(() => {});
+        } else {
+            for (const r of nodes) await r.stop({ check: false }).catch(() => {});
+            for (const s of servers) await s.stop();
+        }
+        throw e;
+    }
+}
+
+async function checkAfterEach(h, t) {
+    if (!h.c) return;
+    if (!t.passed) h.c.dumpLogs(`after failed test "${t.name}"`);
+    await h.c.closeClients();
+    const dead = h.c.crashed();
+    if (dead.length) {
+        for (const r of dead) {
+            r.stopping = true;
+            r.killedOnPurpose = true;
+        }
+        throw new Error(`rotor node(s) died during "${t.name}"`);
+    }
+}
+
 describe('two nodes on a Redis Cluster', { timeout: 60000 }, () => {
     const h = { c: null };
 
@@ -86,41 +127,10 @@ describe('two nodes on a Redis Cluster', { timeout: 60000 }, () => {
         const url = `redis+cluster://127.0.0.1:${p1}?addr=127.0.0.1:${p2}&addr=127.0.0.1:${p3}`;
         // Node B lists another seed first so its PUB/SUB sits on another cluster node.
         const urlB = `redis+cluster://127.0.0.1:${p2}?addr=127.0.0.1:${p3}&addr=127.0.0.1:${p1}`;
-        const config = (u) => ({
-            ...redisEngine(u, { presence_ttl: '5s' }),
-            channel: { namespaces: [...NAMESPACES, REC] },
-        });
-        let nodes = [];
-        try {
-            nodes = await Promise.all([startRotor({ config: config(url) }), startRotor({ config: config(urlB) })]);
-            h.c = new Cluster(servers, nodes, { config: config(url), env: {}, args: [] });
-            await Promise.all(nodes.map((r) => waitReady(r, 200, STARTUP_READY_MS)));
-        } catch (e) {
-            if (h.c) {
-                h.c.dumpLogs('(not ready)');
-                await h.c.stop().catch(() => {});
-                h.c = null;
-            } else {
-                for (const r of nodes) await r.stop({ check: false }).catch(() => {});
-                for (const s of servers) await s.stop();
-            }
-            throw e;
-        }
+        h.c = await startNodes(servers, [url, urlB]);
     });
 
-    afterEach(async (t) => {
-        if (!h.c) return;
-        if (!t.passed) h.c.dumpLogs(`after failed test "${t.name}"`);
-        await h.c.closeClients();
-        const dead = h.c.crashed();
-        if (dead.length) {
-            for (const r of dead) {
-                r.stopping = true;
-                r.killedOnPurpose = true;
-            }
-            throw new Error(`rotor node(s) died during "${t.name}"`);
-        }
-    });
+    afterEach(async (t) => checkAfterEach(h, t));
 
     after(async () => {
         if (h.c) await h.c.stop();
@@ -223,5 +233,75 @@ describe('two nodes on a Redis Cluster', { timeout: 60000 }, () => {
         await A.apiResult('disconnect', { user: 'victim' });
         const d = await ch;
         assert.equal(d.code, 3503);
+    });
+});
+
+// SERVER.md §3.2: a plain URL that turns out to be a cluster is detected. Each node is given
+// the plain address of one member only; the rest of the cluster comes from CLUSTER SLOTS.
+// Spoken to as a single server, that member would answer MOVED for most channels.
+describe('a plain address of one cluster member', { timeout: 60000 }, () => {
+    const h = { c: null };
+
+    before(async () => {
+        const servers = await startRedisCluster();
+        h.c = await startNodes(servers, [`127.0.0.1:${servers[0].port}`, `redis://127.0.0.1:${servers[1].port}`]);
+    });
+
+    afterEach(async (t) => checkAfterEach(h, t));
+
+    after(async () => {
+        if (h.c) await h.c.stop();
+    });
+
+    it('is used as a cluster: publish, history, recovery and presence across nodes', async () => {
+        const [A, B] = h.c.nodes;
+        const channels = Array.from({ length: 9 }, (_, i) => `chat:plain${i}`);
+        const cb = await connectedClient(B, 'u-b');
+        const subs = [];
+        for (const ch of channels) subs.push(await subscribed(cb, ch));
+        for (const [i, ch] of channels.entries()) {
+            const r = await cent(A).publish({ channel: ch, data: { i } });
+            assert.equal(r.offset, 1, JSON.stringify(r));
+        }
+        const owners = new Set();
+        for (const [i, s] of subs.entries()) {
+            assert.deepEqual((await s.rec.wait('publication')).data, { i });
+            const ch = channels[i];
+            assert.equal((await B.apiResult('history', { channel: ch, limit: -1 })).publications.length, 1);
+            // Tagged keys, each on exactly one master, and not all on the members named.
+            for (const [k, srv] of h.c.redis.entries()) {
+                try {
+                    if ((await srv.cli('EXISTS', `${PREFIX}.stream.{${ch}}`)) === '1') owners.add(k);
+                } catch (e) {
+                    assert.match(e.message, /MOVED/);
+                }
+            }
+        }
+        assert.equal(owners.size, MASTERS, `streams on masters ${[...owners]}`);
+
+        // Recovery on the other node.
+        const ch = 'rec:plain';
+        const c1 = await connectedClient(A, 'r1');
+        const s1 = await subscribed(c1, ch);
+        const { epoch } = s1.subscribedCtx.streamPosition;
+        for (let n = 1; n <= 2; n++) await A.apiResult('publish', { channel: ch, data: { n } });
+        await s1.rec.wait('publication', () => true, 4000, 2);
+        c1.disconnect();
+        for (let n = 3; n <= 5; n++) assert.equal((await B.apiResult('publish', { channel: ch, data: { n } })).offset, n);
+        const c2 = await connectedClient(B, 'r2');
+        const s2 = await subscribed(c2, ch, { since: { offset: 2, epoch } });
+        assert.equal(s2.subscribedCtx.recovered, true);
+        await s2.rec.wait('publication', () => true, 4000, 3);
+        assert.deepEqual(offsets(s2), range(3, 5));
+
+        // Presence and join across nodes.
+        const pch = 'chat:plain-presence';
+        const sa = await subscribed(await connectedClient(A, 'p-a'), pch);
+        await subscribed(await connectedClient(B, 'p-b'), pch);
+        await sa.rec.wait('join', (j) => j.info.user === 'p-b');
+        for (const node of [A, B]) {
+            assert.deepEqual(await node.apiResult('presence_stats', { channel: pch }),
+                { num_clients: 2, num_users: 2 });
+        }
     });
 });

@@ -1,7 +1,8 @@
 /* The cluster router against a real 3-master Redis Cluster (rds_cluster_fixture.h): CRC16
  * and slot vectors, routing checked with direct commands on the owning master, MOVED from
  * a wrong table entry and from a finished slot migration, ASK during one, tagged script
- * keys, seed failover, cancellation. Skipped when redis-server/redis-cli are missing. */
+ * keys, seed failover, cancellation, a cluster detected behind a plain address. Skipped when
+ * redis-server/redis-cli are missing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include "broker/rds.h"
 #include "node/base/log.h"
+#include "tests/support/rt_redis.h"
 #include "tests/unit/rds/rds_cluster_fixture.h"
 #include "tests/unit/rds/rds_test.h"
 
@@ -488,6 +490,80 @@ static void test_router(void **state)
     ev_loop_destroy(loop);
 }
 
+/* SERVER.md §3.2: a plain host:port of one cluster member is detected as a cluster and
+ * seeds a router that reaches every master; a standalone server and a dead port stay as
+ * they were. */
+static void test_detect_behind_plain_address(void **state)
+{
+    NEED_CLUSTER(*state);
+    rcl_t *c = *state;
+    rcl_flush(c);
+    rds_addr_t a;
+    rds_test_addr(&a, "127.0.0.1:%d", c->port[1]);
+    assert_int_equal(a.mode, RDS_MODE_STANDALONE);
+    assert_true(rds_addr_detect_cluster(&a));
+    assert_int_equal(a.mode, RDS_MODE_CLUSTER);
+    assert_int_equal(a.nseeds, 1);
+    char seed[64];
+    snprintf(seed, sizeof(seed), "127.0.0.1:%d", c->port[1]);
+    assert_string_equal(a.seeds[0], seed);
+
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    rds_router_t *r = rds_router_new(loop, &a, NULL);
+    assert_true(rds_router_is_cluster(r));
+    RUN_UNTIL(loop, rds_router_ready(r), 5000);
+    assert_true(rds_router_ready(r));
+    assert_int_equal(rds_router_master_count(r), RCL_NODES);
+    /* Keys owned by every master, each written through the router without a redirection
+     * (a single-server client on port[1] would get MOVED for two thirds of them). */
+    int seen[RCL_NODES] = {0};
+    for (int i = 0; i < 30; i++) {
+        char key[32], val[32];
+        snprintf(key, sizeof(key), "detect:%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        const char *argv[3] = {"SET", key, val};
+        size_t lens[3] = {3, strlen(key), strlen(val)};
+        rds_test_res_t res = {0};
+        assert_int_equal(
+            rds_router_command(r, rt_str_c(key), rds_test_on_reply, &res, 3, argv, lens), 0);
+        RUN_UNTIL(loop, res.calls > 0, 5000);
+        assert_int_equal(res.status, 0);
+        assert_string_equal(res.str, "OK");
+        int port = rcl_slot_port(c, rds_key_slot(rt_str_c(key)));
+        char *got = direct_get(port, key);
+        assert_string_equal(got, val);
+        free(got);
+        for (int k = 0; k < RCL_NODES; k++)
+            seen[k] += c->port[k] == port;
+    }
+    for (int k = 0; k < RCL_NODES; k++)
+        assert_true(seen[k] > 0);
+    rds_router_free(r);
+    ev_loop_destroy(loop);
+    rds_addr_cleanup(&a);
+
+    /* A standalone server answers cluster_enabled:0: nothing changes. */
+    rt_redis_t plain;
+    assert_int_equal(rt_redis_start(&plain, NULL), 0);
+    rds_test_addr(&a, "redis://127.0.0.1:%d/2", plain.port);
+    assert_false(rds_addr_detect_cluster(&a));
+    assert_int_equal(a.mode, RDS_MODE_STANDALONE);
+    assert_int_equal(a.nseeds, 0);
+    assert_int_equal(a.db, 2);
+    rds_addr_cleanup(&a);
+    rt_redis_stop(&plain);
+
+    /* Nobody listening: given up after the connect timeout, still standalone. */
+    int dead = rcl_free_port();
+    rds_test_addr(&a, "redis://127.0.0.1:%d?connect_timeout=300ms", dead);
+    int64_t t0 = rt_mono_ms();
+    assert_false(rds_addr_detect_cluster(&a));
+    int64_t took = rt_mono_ms() - t0;
+    assert_true(took >= 250 && took < 1500);
+    assert_int_equal(a.mode, RDS_MODE_STANDALONE);
+    rds_addr_cleanup(&a);
+}
+
 int run_rds_cluster(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +576,7 @@ int run_rds_cluster(void)
         cmocka_unit_test(test_free_cancels),
         cmocka_unit_test(test_dead_first_seed),
         cmocka_unit_test(test_router),
+        cmocka_unit_test(test_detect_behind_plain_address),
     };
     return cmocka_run_group_tests_name("rds_cluster", tests, group_setup, group_teardown);
 }
