@@ -2,12 +2,14 @@
 // added to a stream with redis-cli XADD reach centrifuge-js subscribers; malformed entries
 // are acknowledged and logged; the group survives node restarts (entries added while no
 // node runs are consumed by the next one); entries left pending by a dead consumer are
-// claimed with XAUTOCLAIM after visibility_timeout.
+// claimed with XAUTOCLAIM after visibility_timeout, including those of a real node killed
+// with SIGKILL while it held one un-acked.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 
 import { connectedClient, subscribed } from './lib/clients.mjs';
-import { redisEngine, startRedis } from './lib/redis.mjs';
+import { killRotor, redisEngine, startRedis } from './lib/redis.mjs';
 import { merge, sleep, startRotor, waitFor } from './lib/rotor.mjs';
 
 const CMD_STREAM = 'api-commands';
@@ -311,5 +313,91 @@ describe('Redis Streams consumer: retryable failures', { timeout: 60000 }, () =>
         }, 15000, 'entry applied after recovery');
         assert.deepEqual(await historyData(N, 'chat:retry'), [{ r: 1 }]);
         await waitNoPending(queueRedis, 'retry-stream');
+    });
+});
+
+/** Idle seconds of the client blocked in XREADGROUP on redis (CLIENT LIST), or null. */
+async function blockedReadIdle(redis) {
+    for (const l of await redis.lines('CLIENT', 'LIST')) {
+        const f = Object.fromEntries(l.split(' ').map((kv) => kv.split('=')));
+        if (f.cmd === 'xreadgroup' && f.flags.includes('b')) return Number(f.idle);
+    }
+    return null;
+}
+
+// A real node dies holding an entry: node A is frozen with SIGSTOP while its XREADGROUP
+// BLOCK (5 s) waits in Redis, so the entry added next is delivered to A's consumer (pending
+// under A's uid) but never applied nor acknowledged; then A is SIGKILLed. Node B of the same
+// group, started afterwards, claims it with XAUTOCLAIM once it has been idle for
+// visibility_timeout and applies it: B's subscriber gets the publication exactly once.
+describe('Redis Streams consumer: a node killed while holding an entry', { timeout: 60000 }, () => {
+    const STREAM = 'api-killed';
+    let redis;
+    let A;
+    let B;
+    const config = () => merge(redisEngine(redis), {
+        consumers: [{
+            name: 'killed',
+            enabled: true,
+            type: 'redis_stream',
+            redis_stream: { address: redis.address(), streams: [STREAM], consumer_group: GROUP, visibility_timeout: '1s' },
+        }],
+    });
+
+    before(async () => {
+        redis = await startRedis();
+        A = await startRotor({ config: config() });
+        await waitFor(async () => (await groups(redis, STREAM)).includes(GROUP), 5000, 'group');
+    });
+
+    afterEach((t) => {
+        if (!t.passed) for (const r of [A, B]) if (r) r.dumpLogs(`after failed "${t.name}"`);
+    });
+
+    after(async () => {
+        if (A) await A.stop({ check: false });
+        if (B && !B.exited) await B.stop();
+        if (redis) await redis.stop();
+    });
+
+    it('another node claims it after visibility_timeout and applies it once', async () => {
+        const uidA = /uid=(\S+)/.exec(A.logs())[1];
+        // A's read must be waiting in Redis, and fresh enough to still wait when the entry
+        // comes (it is re-issued every 5 s).
+        await waitFor(async () => {
+            const idle = await blockedReadIdle(redis);
+            return idle !== null && idle <= 1;
+        }, 8000, "A's XREADGROUP blocked in Redis");
+        A.signal('SIGSTOP');
+        await waitFor(() => readFileSync(`/proc/${A.proc.pid}/stat`, 'utf8').split(') ')[1][0] === 'T', 2000,
+            'A stopped');
+        const cmd = JSON.stringify({ channel: 'chat:killed', data: { k: 1 }, idempotency_key: 'killed-1' });
+        await redis.cli('XADD', STREAM, '*', 'method', 'publish', 'payload', cmd);
+        // Delivered to the frozen A: pending under its consumer name, not applied.
+        const pend = await redis.lines('XPENDING', STREAM, GROUP, '-', '+', '10');
+        assert.equal(pend.length, 4, pend.join('|')); // one entry: id, consumer, idle, count
+        assert.equal(pend[1], uidA);
+        await killRotor(A);
+        assert.equal(await pending(redis, STREAM), 1);
+
+        B = await startRotor({ config: config() });
+        const c = await connectedClient(B, 'killed-sub');
+        const s = await subscribed(c, 'chat:killed');
+        const p = await s.rec.wait('publication', () => true, 9000);
+        assert.deepEqual(p.data, { k: 1 });
+        await waitNoPending(redis, STREAM);
+        assert.deepEqual(await historyData(B, 'chat:killed'), [{ k: 1 }]);
+        assert.ok(/uid=(\S+)/.exec(B.logs())[1] !== uidA);
+
+        // At-least-once plus the idempotency key: the same command delivered again (a
+        // producer retry, or a claim racing a slow ack) has no second effect.
+        const id2 = (await redis.cli('XADD', STREAM, '*', 'method', 'publish', 'payload', cmd)).trim();
+        await waitFor(async () => {
+            const g = await groups(redis, STREAM);
+            return g[g.indexOf('last-delivered-id') + 1] === id2 && (await pending(redis, STREAM)) === 0;
+        }, 5000, 'the second entry read and acknowledged');
+        await sleep(300);
+        assert.equal(s.rec.count('publication'), 1);
+        assert.deepEqual(await historyData(B, 'chat:killed'), [{ k: 1 }]);
     });
 });
