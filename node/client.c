@@ -142,6 +142,7 @@ node_client_t *node_client_new(node_worker_t *w, node_wire_t wire)
         w->client_list->prev = c;
     w->client_list = c;
     w->nclients++;
+    atomic_fetch_add(&w->node->nclients, 1);
     node_map_put_id(&w->clients, c->id, c);
     ev_init(&c->timer, NULL);
     c->stale_at = ev_now(w->loop) + (double)cfg_of(c)->stale_close_delay_ms / 1000.0;
@@ -169,6 +170,7 @@ static void client_free(node_client_t *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nclients--;
+    atomic_fetch_sub(&w->node->nclients, 1);
     node_map_del_id(&w->clients, c->id);
     rt_free(c->user);
     rt_free(c->conn_info);

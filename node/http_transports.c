@@ -103,20 +103,16 @@ static bool content_type_is(const tr_http_req_t *req, const char *type)
  * Sessions on HTTP streams.
  */
 
-/* client.connection_limit is split into per-worker shares that add up to the limit (the
- * first limit % nworkers workers take one more), so the node never holds more than the
- * limit. A worker can refuse while another still has room, since the kernel spreads new
- * connections over the SO_REUSEPORT listeners by hash; an exact check needs a node-wide
- * atomic count kept by node_client_new()/client_free(). A limit below nworkers leaves
- * some workers a share of 0. */
+/* client.connection_limit against the node-wide count of clients (node_client_new() and
+ * client_free() keep it), so a worker never refuses while the node has room, however the
+ * kernel spread the connections over the SO_REUSEPORT listeners. The check runs before the
+ * client exists: two workers admitting at the same instant can each pass it at limit - 1,
+ * as Centrifugo's own check (hub count >= limit) can. */
 bool node_connection_limit_reached(node_worker_t *w)
 {
     const node_config_t *cfg = w->node->cfg;
-    if (cfg->connection_limit <= 0)
-        return false;
-    uint64_t limit = (uint64_t)cfg->connection_limit, n = (uint64_t)w->node->nworkers;
-    uint64_t share = limit / n + ((uint64_t)w->index < limit % n ? 1 : 0);
-    return w->nclients >= share;
+    return cfg->connection_limit > 0 &&
+           (int64_t)atomic_load(&w->node->nclients) >= (int64_t)cfg->connection_limit;
 }
 
 /* Session ids name their worker ("<32 hex>.<worker>") so an /emulation request reaching

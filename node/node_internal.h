@@ -80,6 +80,7 @@ struct node {
     node_jwt_verifier_t *verifier;     /* connection tokens; owned */
     node_jwt_verifier_t *sub_verifier; /* subscription tokens (== verifier unless separate) */
     _Atomic int draining;              /* 1: shutting down, /ready answers 503 */
+    _Atomic uint32_t nclients;         /* clients of every worker (client.connection_limit) */
     int64_t start_ms;
     node_metrics_t metrics;
 };

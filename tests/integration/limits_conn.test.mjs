@@ -2,8 +2,9 @@
 // upgrade -> HTTP 503). Tries to break it: a node at the limit must refuse the next
 // connection on every /connection/* endpoint with 503 and a JSON body, the clients already
 // there keep working, a slot freed by a leaving client is given to the next one, and with
-// two workers the node as a whole never holds more than the limit however the kernel
-// spreads the connections between the workers' SO_REUSEPORT listeners.
+// two workers the node as a whole holds exactly the limit (never more, and no refusal
+// while it has room) however the kernel spreads the connections between the workers'
+// SO_REUSEPORT listeners.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { describe, it } from 'node:test';
@@ -143,25 +144,27 @@ describe('client.connection_limit, two workers: node-wide', () => {
 
     it(`never more than ${LIMIT} connections on the node, whichever worker each lands on`, async (t) => {
         // Each attempt is a fresh TCP connection, so the kernel hashes it to a worker at
-        // random. Keep trying well past the limit: a per-worker share that rounds up (or no
-        // node-wide accounting at all) lets a (LIMIT+1)th in once both workers have been hit
+        // random. Keep trying well past the limit: per-worker accounting (a share that
+        // rounds up, or none at all) lets a (LIMIT+1)th in once both workers have been hit
         // often enough; 40 attempts make that near certain.
         const held = [];
         const refused = [];
         for (let i = 0; i < 40; i++) {
             const r = await tryOpen(rotor, `w${i}`);
             if (r.raw) held.push(r.raw);
-            else refused.push(r);
+            else refused.push({ ...r, index: i });
         }
         t.diagnostic(`admitted ${held.length}, refused ${refused.length} of 40`);
         for (const r of refused) assertRefused(r, 'over the node-wide limit');
         assert.ok(held.length <= LIMIT, `the node admitted ${held.length} connections with connection_limit ${LIMIT}`);
-        // With every worker hit many times, each has filled its share: the node is full.
+        // The count is node-wide: the first LIMIT attempts are all admitted.
+        assert.deepEqual(refused.map((r) => r.index), [...Array(40 - LIMIT).keys()].map((i) => i + LIMIT),
+            'refusals start only once the node is full');
         assert.equal(held.length, LIMIT, `only ${held.length} admitted of a limit of ${LIMIT}`);
         assert.equal(await numClients(rotor), LIMIT);
         await allReceive(rotor, held, 'two-workers');
 
-        // A freed slot is given out again (possibly only on the worker that freed it).
+        // A freed slot is given out again, on whichever worker the next connection lands.
         held.shift().close();
         let next = null;
         await waitFor(async () => {
