@@ -55,12 +55,14 @@ test: build npm
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L 'unit|fuzz|style'
 
-# The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer. RT_TEST_SANITIZER
+# The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer, with one worker
+# (it shares the engine's loop and thread; the other stages run two). RT_TEST_SANITIZER
 # (here and in test-tsan) tells tests whose numbers a sanitizer distorts (RSS) to relax them.
 test-asan: deps npm
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DRT_SANITIZE=address,undefined >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && RT_TEST_SANITIZER=address,undefined ctest --output-on-failure -j 2
+	cd $(ASAN_BUILD) && RT_TEST_SANITIZER=address,undefined RT_TEST_WORKERS=1 \
+		ctest --output-on-failure -j 2
 
 # Unit, integration and corpus-replay tests again under ThreadSanitizer (clang). A report
 # stops the process at once (exit code 66), so a race in a rotor that a test later kills

@@ -386,8 +386,12 @@ typedef struct node_api_req node_api_req_t;
 struct node_worker {
     node_t *node; /* borrowed */
     int index;
-    pthread_t thread;
-    struct ev_loop *loop; /* owned */
+    pthread_t thread;     /* unused when shares_loop */
+    struct ev_loop *loop; /* owned, unless shares_loop */
+    /* With a single worker it runs on the engine's loop, in the main thread: a publish then
+     * goes worker -> engine -> worker without a thread switch or a syscall per hop. */
+    bool shares_loop;
+    bool finished; /* shares_loop: the drain is over (the threaded worker's loop just ends) */
     rt_mailbox_t mailbox;
     tr_loop_t tl;
     tr_http_server_t *http;          /* owned */
@@ -413,7 +417,9 @@ struct node_worker {
     uint32_t close_batch; /* clients disconnected per close_window tick */
 };
 
-node_worker_t *node_worker_new(node_t *node, int index);
+/* shared_loop: NULL for a worker with a loop and thread of its own, or the engine's loop
+ * (main thread) for the only worker. */
+node_worker_t *node_worker_new(node_t *node, int index, struct ev_loop *shared_loop);
 /* Opens the worker's listener and attaches its watchers without starting a thread (tests
  * drive the loop themselves). Returns 0 or RT_EIO. */
 int node_worker_listen(node_worker_t *w);
@@ -422,6 +428,8 @@ int node_worker_start(node_worker_t *w);
 /* Any thread: stop accepting and disconnect every client with 3001; the loop ends when
  * no connection is left. */
 void node_worker_request_stop(node_worker_t *w);
+/* Main thread: true once the worker is done; a threaded one is joined then. */
+bool node_worker_try_join(node_worker_t *w);
 void node_worker_join(node_worker_t *w);
 void node_worker_free(node_worker_t *w);
 /* Worker thread: post to the engine. */

@@ -32,11 +32,11 @@ typedef struct server {
 static void on_reap(struct ev_loop *loop, ev_timer *t, int revents)
 {
     server_t *s = t->data;
-    /* A worker's loop ends when it has no connection left; pthread_tryjoin tells. Workers
+    /* A worker is done when it has no connection left (node_worker_try_join). Workers
      * are freed only after the engine, which may still post to their mailboxes. */
     int done = 0;
     for (int i = 0; i < s->node.nworkers; i++) {
-        if (!s->joined[i] && pthread_tryjoin_np(s->node.workers[i]->thread, NULL) == 0)
+        if (!s->joined[i] && node_worker_try_join(s->node.workers[i]))
             s->joined[i] = true;
         done += s->joined[i];
     }
@@ -171,8 +171,10 @@ int node_server_run(const node_config_t *cfg)
     node->workers = rt_calloc((size_t)node->nworkers, sizeof(*node->workers));
     s->joined = rt_calloc((size_t)node->nworkers, sizeof(*s->joined));
     node->engine = node_engine_new(node, s->loop);
+    rt_mailbox_set_owner(&node->engine->mailbox); /* this thread runs s->loop */
+    /* A single worker shares the engine's loop (see node_worker_t.shares_loop). */
     for (int i = 0; i < node->nworkers; i++)
-        node->workers[i] = node_worker_new(node, i);
+        node->workers[i] = node_worker_new(node, i, node->nworkers == 1 ? s->loop : NULL);
     rlim_t nofile = raise_nofile();
     /* Signal watchers before the listeners: a SIGTERM that arrives as soon as /health
      * answers must start a drain, not kill the process with the default action. */

@@ -421,8 +421,16 @@ static void on_close_window(struct ev_loop *loop, ev_timer *t, int revents)
         node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
         n++;
     }
-    if (w->nclients == 0 && w->api_reqs.count == 0)
-        ev_break(loop, EVBREAK_ALL);
+    if (w->nclients == 0 && w->api_reqs.count == 0) {
+        if (!w->shares_loop) {
+            ev_break(loop, EVBREAK_ALL);
+            return;
+        }
+        /* The loop is the engine's: it keeps running, the server sees `finished`. */
+        ev_timer_stop(loop, &w->close_window);
+        ev_timer_stop(loop, &w->tick);
+        w->finished = true;
+    }
 }
 
 static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
@@ -469,14 +477,17 @@ void node_worker_client_gone(node_worker_t *w)
     }
 }
 
-node_worker_t *node_worker_new(node_t *node, int index)
+node_worker_t *node_worker_new(node_t *node, int index, struct ev_loop *shared_loop)
 {
     node_worker_t *w = RT_NEW(node_worker_t);
     w->node = node;
     w->index = index;
-    w->loop = ev_loop_new(EVFLAG_AUTO);
+    w->shares_loop = shared_loop != NULL;
+    w->loop = shared_loop ? shared_loop : ev_loop_new(EVFLAG_AUTO);
     RT_ASSERT(w->loop != NULL);
     rt_mailbox_init(&w->mailbox, w->loop, w);
+    if (w->shares_loop)
+        rt_mailbox_set_owner(&w->mailbox); /* the caller's thread runs shared_loop */
     tr_limits_t limits;
     tr_limits_default(&limits);
     limits.max_queue_bytes = (size_t)node->cfg->queue_max_size;
@@ -547,7 +558,7 @@ int node_worker_listen(node_worker_t *w)
 int node_worker_start(node_worker_t *w)
 {
     int rc = node_worker_listen(w);
-    if (rc != 0)
+    if (rc != 0 || w->shares_loop)
         return rc;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
         return RT_EIO;
@@ -559,9 +570,17 @@ void node_worker_request_stop(node_worker_t *w)
     ev_async_send(w->loop, &w->stop);
 }
 
+bool node_worker_try_join(node_worker_t *w)
+{
+    if (w->shares_loop)
+        return w->finished;
+    return pthread_tryjoin_np(w->thread, NULL) == 0;
+}
+
 void node_worker_join(node_worker_t *w)
 {
-    pthread_join(w->thread, NULL);
+    if (!w->shares_loop)
+        pthread_join(w->thread, NULL);
 }
 
 static void free_mail(rt_mail_t *m)
@@ -598,6 +617,7 @@ void node_worker_free(node_worker_t *w)
     node_map_cleanup(&w->waits);
     node_map_cleanup(&w->api_reqs);
     rt_buf_cleanup(&w->scratch);
-    ev_loop_destroy(w->loop);
+    if (!w->shares_loop)
+        ev_loop_destroy(w->loop);
     rt_free(w);
 }

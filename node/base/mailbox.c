@@ -20,6 +20,12 @@ void rt_mailbox_init(rt_mailbox_t *mb, struct ev_loop *loop, void *ctx)
     mb->wake.data = mb;
 }
 
+void rt_mailbox_set_owner(rt_mailbox_t *mb)
+{
+    mb->owner = pthread_self();
+    mb->has_owner = 1;
+}
+
 void rt_mailbox_start(rt_mailbox_t *mb)
 {
     ev_async_start(mb->loop, &mb->wake);
@@ -41,7 +47,11 @@ void rt_mailbox_post(rt_mailbox_t *mb, rt_mail_t *mail)
         mb->head = mail;
     mb->tail = mail;
     pthread_mutex_unlock(&mb->mu);
-    ev_async_send(mb->loop, &mb->wake);
+    /* has_owner and owner are written before the receiving loop runs and never again. */
+    if (mb->has_owner && pthread_equal(mb->owner, pthread_self()))
+        ev_feed_event(mb->loop, &mb->wake, EV_ASYNC);
+    else
+        ev_async_send(mb->loop, &mb->wake);
 }
 
 int rt_mailbox_drain(rt_mailbox_t *mb)

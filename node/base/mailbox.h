@@ -25,10 +25,16 @@ typedef struct rt_mailbox {
     ev_async wake;   /* the only part touched by producers besides the queue */
     struct ev_loop *loop;
     void *ctx;
+    pthread_t owner; /* the receiving thread, once rt_mailbox_set_owner() named it */
+    int has_owner;
 } rt_mailbox_t;
 
 /* Prepares the mailbox for the receiving loop; ctx is passed to every mail's fn. */
 void rt_mailbox_init(rt_mailbox_t *mb, struct ev_loop *loop, void *ctx);
+/* Names the thread that runs the receiving loop (call it from that thread). A post from that
+ * same thread then marks the watcher pending directly instead of writing the loop's
+ * eventfd: a worker that shares the engine's loop hands ops over without a syscall. */
+void rt_mailbox_set_owner(rt_mailbox_t *mb);
 /* Attach/detach the wake watcher (receiving thread only). */
 void rt_mailbox_start(rt_mailbox_t *mb);
 void rt_mailbox_stop(rt_mailbox_t *mb);

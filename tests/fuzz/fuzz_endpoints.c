@@ -116,7 +116,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     g.node.workers = g.workers;
     g.engine_loop = ev_loop_new(EVFLAG_AUTO);
     g.node.engine = node_engine_new(&g.node, g.engine_loop);
-    g.workers[0] = node_worker_new(&g.node, 0);
+    g.workers[0] = node_worker_new(&g.node, 0, NULL);
     g.w = g.workers[0];
     if (node_worker_listen(g.w) != 0)
         fail("node_worker_listen failed", NULL, 0);

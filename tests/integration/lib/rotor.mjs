@@ -134,7 +134,9 @@ export const API_KEY = 'integration-test-api-key';
 /** The base config every test rotor starts from; opts.config is deep-merged over it. */
 export function baseConfig() {
     return {
-        workers: 2,
+        // RT_TEST_WORKERS=1 (the ASan stage of make test) runs the suite with the single
+        // worker that shares the engine's loop and thread.
+        workers: Number(process.env.RT_TEST_WORKERS || 2),
         log: { level: process.env.ROTOR_TEST_LOG_LEVEL || 'info' },
         client: { token: { hmac_secret_key: HMAC_SECRET } },
         http_api: { key: API_KEY },

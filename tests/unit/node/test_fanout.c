@@ -115,7 +115,7 @@ static void test_fanout_encodes_once_no_per_subscriber_alloc(void **state)
     node.workers = workers;
     struct ev_loop *engine_loop = ev_loop_new(EVFLAG_AUTO);
     node.engine = node_engine_new(&node, engine_loop);
-    workers[0] = node_worker_new(&node, 0);
+    workers[0] = node_worker_new(&node, 0, NULL);
     node_worker_t *w = workers[0];
     assert_int_equal(node_worker_listen(w), 0);
     rt_buf_t err = RT_BUF_INIT;
