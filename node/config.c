@@ -132,6 +132,7 @@ static const key_def_t top_keys[] = {
     CB("client.disallow_anonymous_connection_tokens", disallow_anonymous_connection_tokens),
     CB("client.insecure", client_insecure),
     CB("client.insecure_skip_token_signature_verify", insecure_skip_token_signature_verify),
+    CB("client.tcp_nodelay", tcp_nodelay),
     CD("client.ping_interval", ping_interval_ms, INT64_MIN),
     CD("client.pong_timeout", pong_timeout_ms, INT64_MIN),
     CI("client.queue_max_size", queue_max_size, 1),
@@ -2049,6 +2050,7 @@ void node_config_defaults(node_config_t *cfg)
         t->issuer_regex = rt_strdup("");
         t->user_id_claim = rt_strdup("");
     }
+    cfg->tcp_nodelay = true;
     cfg->ping_interval_ms = 25000;
     cfg->pong_timeout_ms = 8000;
     cfg->queue_max_size = 1048576;

@@ -209,6 +209,11 @@ typedef struct node_config {
     bool disallow_anonymous_connection_tokens;
     bool client_insecure;
     bool insecure_skip_token_signature_verify;
+    /* TCP_NODELAY on client connections (WebSocket, streams) [true]. false lets the kernel
+     * coalesce pushes written while earlier ones are unacknowledged (Nagle): fewer segments
+     * when a client gets many messages per round trip, up to one delayed-ACK interval of
+     * added latency for a client that is itself sending. */
+    bool tcp_nodelay;
     int64_t ping_interval_ms;                /* [25s]; < 0 disables; 0 rejected; > pong_timeout */
     int64_t pong_timeout_ms;                 /* [8s]; < 0 disables; 0 rejected */
     int64_t queue_max_size;                  /* bytes [1048576] */

@@ -492,6 +492,7 @@ node_worker_t *node_worker_new(node_t *node, int index, struct ev_loop *shared_l
     tr_limits_default(&limits);
     limits.max_queue_bytes = (size_t)node->cfg->queue_max_size;
     limits.write_timeout_s = (double)node->cfg->websocket_write_timeout_ms / 1000.0;
+    limits.upgraded_nodelay = node->cfg->tcp_nodelay;
     if (limits.max_body_bytes < 1048576)
         limits.max_body_bytes = 1048576; /* API bodies (batch) may exceed client frames */
     tr_loop_init(&w->tl, w->loop, &limits);

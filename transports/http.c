@@ -623,6 +623,12 @@ tr_conn_t *tr__http_req_upgrade(tr_http_req_t *req, rt_bytes_t *head, const tr_c
     c->ops = ops;
     c->proto = proto;
     c->write_timeout_s = c->tl->limits.write_timeout_s;
+    if (!c->tl->limits.upgraded_nodelay && c->fd >= 0) {
+        /* Every accepted socket starts with TCP_NODELAY (requests and responses); a client
+         * connection may hand small pushes to Nagle instead. */
+        int zero = 0;
+        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof(zero));
+    }
     hc->upgraded = true;
     hc->conn = NULL;
     if (!hc->in_process)

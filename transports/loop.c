@@ -16,6 +16,7 @@ void tr_limits_default(tr_limits_t *l)
     l->max_queue_bytes = 1048576;
     l->http_idle_timeout_s = 30;
     l->write_timeout_s = 1;
+    l->upgraded_nodelay = true;
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)

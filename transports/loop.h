@@ -4,6 +4,7 @@
 #define RT_TRANSPORTS_LOOP_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,7 @@ typedef struct tr_limits {
     size_t max_queue_bytes;     /* pending output per connection [1048576] */
     double http_idle_timeout_s; /* keep-alive idle / slow request limit [30] */
     double write_timeout_s;     /* queued output not progressing for this long => close [1] */
+    bool upgraded_nodelay;      /* keep TCP_NODELAY after a WebSocket upgrade or stream [true] */
 } tr_limits_t;
 
 /* Fills defaults (values in brackets above). */

@@ -126,8 +126,19 @@ def main():
                       d / w, c, w, d / c if c > 0 else 0))
         except (KeyError, ValueError):
             print("\nGenerator absorb run: no result")
+    if any(t == "rotor-nagle" for (t, _) in data):
+        print("\nrotor with client.tcp_nodelay false (Nagle on client connections, as Nchan's "
+              "WebSocket subscribers have it), memory engine:\n")
+        print("| scenario | figure | rotor mem, Nagle | Nchan mem | ratio |")
+        print("|---|---|--:|--:|--:|")
+        for scen, key, label, f in ROWS:
+            a_, b_ = num(data, "rotor-nagle", scen, key), num(data, "nchan-mem", scen, key)
+            if a_ is None:
+                continue
+            print("| {} | {} | {} | {} | {} |".format(scen, label, fmt(a_, f), fmt(b_, f), ratio(a_, b_)))
     print("\nTargets (issue 6), rotor/Nchan from this run:")
-    def check(label, scen, key, limit, pairs=(("rotor-mem", "nchan-mem"), ("rotor-redis", "nchan-redis"))):
+    def check(label, scen, key, limit, pairs=(("rotor-mem", "nchan-mem"), ("rotor-redis", "nchan-redis"),
+                                              ("rotor-nagle", "nchan-mem"))):
         for r, n in pairs:
             a_, b_ = num(data, r, scen, key), num(data, n, scen, key)
             if a_ is None or b_ is None or b_ == 0:

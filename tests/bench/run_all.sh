@@ -9,7 +9,9 @@
 #               run does not change it
 #   LOADGEN     bench_loadgen binary [compiled from loadgen.c into the temp dir]
 #   SERVER_CPU  core for the server (and redis-server) [0]; LOADGEN_CPU core for the generator [1]
-#   TARGETS     subset of "rotor-mem nchan-mem rotor-redis nchan-redis"
+#   TARGETS     subset of "rotor-mem nchan-mem rotor-redis nchan-redis rotor-nagle"; rotor-nagle
+#               is rotor-mem with client.tcp_nodelay false (Nchan's WebSocket subscribers run
+#               without TCP_NODELAY too)
 #   SCENARIOS   subset of "absorb idle1k idle15k fanout1k-100 fanout1k-1000 fanout10k-100
 #               fanout1k-100-pb many churn recovery"
 #   OUT         directory for the raw outputs [a temp dir, removed at the end unless KEEP=1]
@@ -20,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
-TARGETS=${TARGETS:-"rotor-mem nchan-mem rotor-redis nchan-redis"}
+TARGETS=${TARGETS:-"rotor-mem nchan-mem rotor-redis nchan-redis rotor-nagle"}
 SCENARIOS=${SCENARIOS:-"absorb idle1k idle15k fanout1k-100 fanout1k-1000 fanout10k-100 fanout1k-100-pb many churn recovery"}
 MAX_TOTAL_S=${MAX_TOTAL_S:-1140}
 API_KEY=bench-api-key
@@ -111,9 +113,10 @@ start_redis() {
     redis_port=$port
 }
 
-# start_rotor mem|redis: sets port and server_pids (workers: 1, pinned with the server).
+# start_rotor mem|redis [nodelay]: sets port and server_pids (workers: 1, pinned with the
+# server). nodelay: client.tcp_nodelay [true].
 start_rotor() {
-    local engine=""
+    local engine="" nodelay=${2:-true}
     port=$(free_port) || die "no free port"
     if [[ $1 == redis ]]; then
         start_redis
@@ -124,7 +127,7 @@ start_rotor() {
   "http_server": {"address": "127.0.0.1", "port": $port},
   "workers": 1,
   "log": {"level": "warn"},
-  "client": {"insecure": true},
+  "client": {"insecure": true, "tcp_nodelay": $nodelay},
   "http_api": {"key": "$API_KEY"},
   "health": {"enabled": true},
   $engine
@@ -167,6 +170,7 @@ start_nchan() {
 start_target() { # start_target TARGET
     case $1 in
     rotor-mem) start_rotor mem ;;
+    rotor-nagle) start_rotor mem false ;;
     rotor-redis) start_rotor redis ;;
     nchan-mem) start_nchan mem ;;
     nchan-redis) start_nchan redis ;;

@@ -78,6 +78,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.allowed_origins_count, 0);
     assert_string_equal(cfg.token.hmac_secret_key, "");
     assert_false(cfg.client_insecure);
+    assert_true(cfg.tcp_nodelay);
     assert_int_equal(cfg.ping_interval_ms, 25000);
     assert_int_equal(cfg.pong_timeout_ms, 8000);
     assert_int_equal(cfg.queue_max_size, 1048576);
@@ -135,7 +136,7 @@ static const char full_v6[] =
     "    \"expired_close_delay\": \"4s\", \"expired_sub_close_delay\": \"6s\",\n"
     "    \"presence_update_interval\": \"7s\", \"channel_position_check_delay\": \"8s\",\n"
     "    \"history_max_publication_limit\": 50, \"recovery_max_publication_limit\": 60,\n"
-    "    \"connect_include_server_time\": true,\n"
+    "    \"connect_include_server_time\": true, \"tcp_nodelay\": false,\n"
     "    \"subscribe_to_user_personal_channel\": {\"enabled\": true,\n"
     "      \"personal_channel_namespace\": \"personal\", \"single_connection\": true}\n"
     "  },\n"
@@ -196,6 +197,7 @@ static void check_full(const node_config_t *cfg)
     assert_int_equal(cfg->history_max_publication_limit, 50);
     assert_int_equal(cfg->recovery_max_publication_limit, 60);
     assert_true(cfg->connect_include_server_time);
+    assert_false(cfg->tcp_nodelay);
     assert_true(cfg->personal_channel_enabled);
     assert_string_equal(cfg->personal_channel_namespace, "personal");
     assert_true(cfg->personal_single_connection);

@@ -3,10 +3,13 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "node/base/alloc.h"
 #include "node/base/err.h"
 #include "tr_test.h"
+#include "transports/http_internal.h"
 #include "transports/ws.h"
 #include "transports/ws_internal.h"
 
@@ -219,6 +222,59 @@ static void test_handshake_and_echo(void **state)
     assert_int_equal(x->closes, 1);
     assert_int_equal(x->close_code, TR_WS_CLOSED_ABNORMAL);
     wx_free(x);
+}
+
+/* TCP_NODELAY of our end of cl's connection: the descriptor whose peer is cl's address. */
+static int server_nodelay(const tt_client_t *cl)
+{
+    struct sockaddr_storage mine, peer;
+    socklen_t n = sizeof(mine);
+    assert_int_equal(getsockname(cl->fd, (struct sockaddr *)&mine, &n), 0);
+    for (int fd = 0; fd < 4096; fd++) {
+        socklen_t m = sizeof(peer);
+        if (fd == cl->fd || getpeername(fd, (struct sockaddr *)&peer, &m) != 0 || m != n ||
+            memcmp(&peer, &mine, n) != 0)
+            continue;
+        int on = -1;
+        socklen_t l = sizeof(on);
+        assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &l), 0);
+        return on;
+    }
+    fail_msg("no server socket for the client");
+    return -1;
+}
+
+/* Accepted TCP sockets have TCP_NODELAY; upgraded_nodelay = false hands a WebSocket's small
+ * pushes to Nagle (client.tcp_nodelay). Over a real loopback listener: socketpairs have no
+ * TCP options. */
+static void test_nodelay_after_upgrade(void **state)
+{
+    for (int keep = 0; keep < 2; keep++) {
+        tr_limits_t lim;
+        tr_limits_default(&lim);
+        lim.upgraded_nodelay = keep;
+        wx_t *x = wx_new(&lim);
+        tr_http_handler_t h = {on_request, x};
+        tr_http_server_t *tcp = NULL;
+        assert_int_equal(tr_http_listen(&x->env.tl, "127.0.0.1", 0, &h, &tcp), 0);
+        tt_client_t cl = {.fd = socket(AF_INET, SOCK_STREAM, 0), .in = RT_BUF_INIT};
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)tr__http_server_port(tcp))};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(connect(cl.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        fcntl(cl.fd, F_SETFL, O_NONBLOCK);
+        tt_spin(&x->env, &cl, 3);                 /* accepted */
+        assert_int_equal(server_nodelay(&cl), 1); /* before the upgrade: requests */
+        tt_write_str(&cl, handshake);
+        want_bytes_t w = {&cl, 20};
+        assert_true(tt_run_until(&x->env, &cl, cond_bytes, &w, 3));
+        assert_int_equal(x->nws, 1);
+        assert_int_equal(server_nodelay(&cl) != 0, keep);
+        tt_client_close(&cl);
+        tt_spin(&x->env, NULL, 2);
+        tr_http_server_free(tcp);
+        wx_free(x);
+    }
 }
 
 static void test_bad_handshake(void **state)
@@ -557,6 +613,7 @@ int run_ws(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_frame_builders),
         cmocka_unit_test(test_handshake_and_echo),
+        cmocka_unit_test(test_nodelay_after_upgrade),
         cmocka_unit_test(test_bad_handshake),
         cmocka_unit_test(test_frames_split_every_offset),
         cmocka_unit_test(test_frames_byte_by_byte),
