@@ -12,16 +12,11 @@
 
 /* Answers req with status (204: no body; else {"error":message}) and, for an allowed Origin,
  * the CORS headers the preflight promised (§10.9): without them the browser reports every
- * emulation POST of a cross-origin page as failed. Preflights are answered in
- * http_transports.c, so no Access-Control-Allow-Headers here. */
+ * emulation POST of a cross-origin page as failed. */
 static void respond(const node_config_t *cfg, tr_http_req_t *req, int status, const char *message)
 {
     rt_buf_t h = RT_BUF_INIT, body = RT_BUF_INIT;
-    rt_str_t origin = tr_http_req_header(req, "Origin");
-    if (origin.p != NULL && node_origin_allowed(cfg, req)) {
-        rt_buf_printf(&h, "Access-Control-Allow-Origin: %.*s\r\n", (int)origin.n, origin.p);
-        rt_buf_append_cstr(&h, "Access-Control-Allow-Credentials: true\r\n");
-    }
+    node_cors_headers(cfg, req, &h);
     rt_buf_append_byte(&h, '\0');
     if (message != NULL) {
         rt_buf_append_cstr(&body, "{\"error\":");

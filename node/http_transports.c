@@ -48,8 +48,7 @@ bool node_origin_allowed(const node_config_t *cfg, const tr_http_req_t *req)
     return false;
 }
 
-/* CORS response headers for an allowed Origin (nothing otherwise). */
-static void cors_headers(const node_config_t *cfg, const tr_http_req_t *req, rt_buf_t *out)
+void node_cors_headers(const node_config_t *cfg, const tr_http_req_t *req, rt_buf_t *out)
 {
     rt_str_t origin = tr_http_req_header(req, "Origin");
     if (origin.p == NULL || !node_origin_allowed(cfg, req))
@@ -64,7 +63,7 @@ static void cors_headers(const node_config_t *cfg, const tr_http_req_t *req, rt_
 static void respond_preflight(const node_config_t *cfg, tr_http_req_t *req)
 {
     rt_buf_t h = RT_BUF_INIT;
-    cors_headers(cfg, req, &h);
+    node_cors_headers(cfg, req, &h);
     rt_buf_append_cstr(&h, "Access-Control-Max-Age: 300\r\n"
                            "Access-Control-Allow-Methods: POST, OPTIONS\r\n");
     rt_buf_append_byte(&h, '\0');
@@ -77,7 +76,7 @@ static void respond_error(const node_config_t *cfg, tr_http_req_t *req, int stat
                           const char *message)
 {
     rt_buf_t h = RT_BUF_INIT, body = RT_BUF_INIT;
-    cors_headers(cfg, req, &h);
+    node_cors_headers(cfg, req, &h);
     rt_buf_append_byte(&h, '\0');
     rt_buf_append_cstr(&body, "{\"error\":");
     rt_json_write_string(&body, rt_str_c(message));
@@ -154,7 +153,7 @@ static node_client_t *start_stream_session(node_worker_t *w, tr_http_req_t *req,
     rt_buf_append_cstr(&h, STREAM_HEADERS);
     if (wire == NODE_WIRE_SSE || wire == NODE_WIRE_UNI_SSE)
         rt_buf_append_cstr(&h, SSE_CONTENT_TYPE);
-    cors_headers(cfg, req, &h);
+    node_cors_headers(cfg, req, &h);
     rt_buf_append_byte(&h, '\0');
     node_client_t *c = node_client_new(w, wire);
     tr_stream_t *st = NULL;

@@ -507,6 +507,8 @@ void node_client_check_positions(node_client_t *c);
 
 /* http_transports.c, emulation.c (worker thread) */
 bool node_origin_allowed(const node_config_t *cfg, const tr_http_req_t *req);
+/* Appends the CORS response headers for req's Origin when it is allowed (nothing otherwise). */
+void node_cors_headers(const node_config_t *cfg, const tr_http_req_t *req, rt_buf_t *out);
 bool node_connection_limit_reached(node_worker_t *w);
 /* The checks before any WebSocket upgrade (upgrade request, Origin, connection limit and
  * rate): answers req (400/403/503) and returns false when it may not proceed. */
