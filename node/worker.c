@@ -488,6 +488,10 @@ node_worker_t *node_worker_new(node_t *node, int index, struct ev_loop *shared_l
     rt_mailbox_init(&w->mailbox, w->loop, w);
     if (w->shares_loop)
         rt_mailbox_set_owner(&w->mailbox); /* the caller's thread runs shared_loop */
+    /* Started here, before any worker thread or listener exists: workers post to each other
+     * (the metrics gather visits every worker), and libev creates the loop's eventfd on the
+     * first ev_async_start. */
+    rt_mailbox_start(&w->mailbox);
     tr_limits_t limits;
     tr_limits_default(&limits);
     limits.max_queue_bytes = (size_t)node->cfg->queue_max_size;
@@ -550,7 +554,6 @@ int node_worker_listen(node_worker_t *w)
         return rc;
     if (cfg->uni_grpc_enabled && (rc = node_grpc_uni_listen(w)) != 0)
         return rc;
-    rt_mailbox_start(&w->mailbox);
     ev_timer_start(w->loop, &w->tick);
     ev_async_start(w->loop, &w->stop);
     return 0;
