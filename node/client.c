@@ -69,7 +69,8 @@ void node_client_send_frame(node_client_t *c, rt_bytes_t *frame)
         return;
     }
     if (rc == 0)
-        atomic_fetch_add_explicit(&c->w->node->metrics.messages_sent, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->w->node->metrics.messages_sent[c->wire], 1,
+                                  memory_order_relaxed);
 }
 
 void node_client_send_scratch(node_client_t *c)
@@ -215,7 +216,8 @@ void node_client_on_frame(node_client_t *c, const uint8_t *data, size_t len)
             node_client_uni_connect_json(c, data, len);
         return;
     }
-    atomic_fetch_add_explicit(&c->w->node->metrics.messages_received, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->node->metrics.messages_received[c->wire], 1,
+                              memory_order_relaxed);
     process_frame(c, data, len);
 }
 
@@ -1736,7 +1738,8 @@ void node_client_uni_connect(node_client_t *c, const node_cmd_t *cmd)
 {
     if (c->state != NODE_CLIENT_CONNECTING)
         return;
-    atomic_fetch_add_explicit(&c->w->node->metrics.messages_received, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->node->metrics.messages_received[c->wire], 1,
+                              memory_order_relaxed);
     dispatch(c, cmd);
 }
 

@@ -38,7 +38,8 @@ static void on_call(tr_grpc_call_t *call, rt_str_t path, const uint8_t *msg, siz
     c->tr = call;
     tr_grpc_call_set_ud(call, c);
     snprintf(c->session, sizeof(c->session), "%s", c->uuid);
-    atomic_fetch_add_explicit(&w->node->metrics.connections_accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->node->metrics.connections_accepted[c->wire], 1,
+                              memory_order_relaxed);
     if (atomic_load(&w->node->draining))
         node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
     else

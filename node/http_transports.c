@@ -167,7 +167,8 @@ static node_client_t *start_stream_session(node_worker_t *w, tr_http_req_t *req,
     new_session_id(w, c->session, sizeof(c->session));
     if (node_wire_emulated(wire))
         node_map_put(&w->sessions, rt_str_c(c->session), c);
-    atomic_fetch_add_explicit(&w->node->metrics.connections_accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->node->metrics.connections_accepted[c->wire], 1,
+                              memory_order_relaxed);
     if (wire == NODE_WIRE_SSE || wire == NODE_WIRE_UNI_SSE) {
         /* The reference opens SSE bodies with an empty line, flushed at once. */
         rt_bytes_t *first = rt_bytes_copy("2\r\n\r\n\r\n", 7);
@@ -340,7 +341,8 @@ void node_handle_uni_websocket(node_worker_t *w, tr_http_req_t *req)
     }
     c->tr = ws;
     new_session_id(w, c->session, sizeof(c->session));
-    atomic_fetch_add_explicit(&w->node->metrics.connections_accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->node->metrics.connections_accepted[c->wire], 1,
+                              memory_order_relaxed);
     if (atomic_load(&w->node->draining))
         node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
     else if (have_connect)

@@ -96,6 +96,17 @@ static unsigned long long load(_Atomic uint64_t *v)
     return (unsigned long long)atomic_load_explicit(v, memory_order_relaxed);
 }
 
+/* A per-wire counter summed over the wire forms of one transport. */
+static unsigned long long transport_sum(_Atomic uint64_t *by_wire, const char *transport)
+{
+    unsigned long long n = 0;
+    for (int wire = 0; wire < NODE_WIRE_COUNT; wire++) {
+        if (strcmp(node_wire_name((node_wire_t)wire), transport) == 0)
+            n += load(&by_wire[wire]);
+    }
+    return n;
+}
+
 static uint32_t transport_clients(const gather_mail_t *g, const char *transport)
 {
     uint32_t n = 0;
@@ -129,13 +140,14 @@ static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s,
         "centrifugo_node_messages_sent_count{channel_namespace=\"\",type=\"publication\"} "
         "%llu\n",
         load(&m->publications));
-    /* The counters below are node totals: they are not kept per transport, so their
-     * transport label stays empty rather than naming one transport for all. */
     counter_head(b, "centrifugo_client_connections_accepted", "Number of accepted connections.");
-    rt_buf_printf(b,
-                  "centrifugo_client_connections_accepted{accept_protocol=\"\",client_name=\"\","
-                  "client_version=\"\",transport=\"\"} %llu\n",
-                  load(&m->connections_accepted));
+    for (int t = 0; t < NTRANSPORTS; t++) {
+        rt_buf_printf(b,
+                      "centrifugo_client_connections_accepted{accept_protocol=\"%s\",client_name="
+                      "\"\",client_version=\"\",transport=\"%s\"} %llu\n",
+                      strcmp(transport_names[t], "uni_grpc") == 0 ? "h2" : "h1", transport_names[t],
+                      transport_sum(m->connections_accepted, transport_names[t]));
+    }
     rt_buf_printf(b, "# HELP centrifugo_client_connections_inflight Number of inflight client "
                      "connections.\n# TYPE centrifugo_client_connections_inflight gauge\n");
     for (int t = 0; t < NTRANSPORTS; t++) {
@@ -174,16 +186,18 @@ static void render(node_worker_t *w, rt_buf_t *b, const node_survey_result_t *s,
                   load(&m->recover_fail));
     counter_head(b, "centrifugo_transport_messages_sent",
                  "Number of messages sent to client connections over specific transport.");
-    rt_buf_printf(b,
-                  "centrifugo_transport_messages_sent{channel_namespace=\"\",frame_type=\"\","
-                  "transport=\"\"} %llu\n",
-                  load(&m->messages_sent));
+    for (int t = 0; t < NTRANSPORTS; t++)
+        rt_buf_printf(b,
+                      "centrifugo_transport_messages_sent{channel_namespace=\"\",frame_type=\"\","
+                      "transport=\"%s\"} %llu\n",
+                      transport_names[t], transport_sum(m->messages_sent, transport_names[t]));
     counter_head(b, "centrifugo_transport_messages_received",
                  "Number of messages received from client connections over specific transport.");
-    rt_buf_printf(b,
-                  "centrifugo_transport_messages_received{channel_namespace=\"\",frame_type=\"\","
-                  "transport=\"\"} %llu\n",
-                  load(&m->messages_received));
+    for (int t = 0; t < NTRANSPORTS; t++)
+        rt_buf_printf(b,
+                      "centrifugo_transport_messages_received{channel_namespace=\"\",frame_type="
+                      "\"\",transport=\"%s\"} %llu\n",
+                      transport_names[t], transport_sum(m->messages_received, transport_names[t]));
     counter_head(b, "centrifugo_api_command_errors_total", "Number of errors in API commands.");
     rt_buf_printf(
         b, "centrifugo_api_command_errors_total{error=\"\",method=\"\",protocol=\"http\"} %llu\n",

@@ -55,10 +55,11 @@ _Static_assert(NODE_WIRE_COUNT <= BROKER_PUB_FRAME_SLOTS, "a frame slot per wire
  * Metrics: counters written by workers with relaxed atomics, read by /metrics.
  */
 typedef struct node_metrics {
-    _Atomic uint64_t connections_accepted;
-    _Atomic uint64_t messages_sent;     /* frames written to clients */
-    _Atomic uint64_t messages_received; /* frames received from clients */
-    _Atomic uint64_t publications;      /* publications accepted by the broker */
+    /* By wire form (node_wire_t); /metrics sums the forms of one transport. */
+    _Atomic uint64_t connections_accepted[NODE_WIRE_COUNT];
+    _Atomic uint64_t messages_sent[NODE_WIRE_COUNT];     /* frames written to clients */
+    _Atomic uint64_t messages_received[NODE_WIRE_COUNT]; /* frames received from clients */
+    _Atomic uint64_t publications;                       /* publications accepted by the broker */
     _Atomic uint64_t api_commands;
     _Atomic uint64_t api_errors;
     _Atomic uint64_t reply_errors;

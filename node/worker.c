@@ -262,7 +262,8 @@ static void handle_websocket(node_worker_t *w, tr_http_req_t *req)
         return;
     }
     c->tr = ws;
-    atomic_fetch_add_explicit(&w->node->metrics.connections_accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->node->metrics.connections_accepted[c->wire], 1,
+                              memory_order_relaxed);
     if (atomic_load(&w->node->draining))
         node_client_disconnect(c, NODE_DISCONNECT_SHUTDOWN, NULL);
 }

@@ -140,6 +140,14 @@ describe('metrics of one node', { timeout: 60000 }, () => {
             assert.ok(ALL_TRANSPORTS.includes(m.labels.transport), JSON.stringify(m));
         }
         assert.equal(one(ms, 'centrifugo_client_connections_inflight', { transport: 'uni_grpc' }), 1);
+        // The counters are per transport too: each transport accepted a connection and sent
+        // it at least its connect reply or push; the bidirectional ones received a command.
+        for (const t of ALL_TRANSPORTS) {
+            assert.ok(one(ms, 'centrifugo_client_connections_accepted', { transport: t }) >= 1, t);
+            assert.ok(one(ms, 'centrifugo_transport_messages_sent', { transport: t }) >= 1, t);
+        }
+        for (const t of ['websocket', 'sse', 'http_stream'])
+            assert.ok(one(ms, 'centrifugo_transport_messages_received', { transport: t }) >= 1, t);
 
         // The gauge follows a transport going away.
         bidi.sse.disconnect();
