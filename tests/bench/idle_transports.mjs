@@ -324,10 +324,12 @@ function streamRequest(port, opts, body, st, onText) {
     return () => req.destroy();
 }
 
-function openHttpStream(port, i, st) {
+/** The reply handler of an emulated session: commands after connect go through
+ * /emulation with the session and node the connect reply named. */
+function emulatedSession(port, i, st) {
     let session = null;
     let node = '';
-    const onReply = jsonSession(i, st, (t, connect) => {
+    return jsonSession(i, st, (t, connect) => {
         if (connect) {
             session = connect.session;
             node = connect.node ?? '';
@@ -338,30 +340,20 @@ function openHttpStream(port, i, st) {
         }
         emulationPost(port, session, node, t, st);
     });
+}
+
+function openHttpStream(port, i, st) {
     return streamRequest(port, {
         path: '/connection/http_stream', method: 'POST',
         headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(CONNECT) },
-    }, CONNECT, st, streamSplitter(false, onReply));
+    }, CONNECT, st, streamSplitter(false, emulatedSession(port, i, st)));
 }
 
 function openSse(port, i, st) {
-    let session = null;
-    let node = '';
-    const onReply = jsonSession(i, st, (t, connect) => {
-        if (connect) {
-            session = connect.session;
-            node = connect.node ?? '';
-        }
-        if (!session) {
-            st.fail('connect reply without session');
-            return;
-        }
-        emulationPost(port, session, node, t, st);
-    });
     return streamRequest(port, {
         path: `/connection/sse?cf_connect=${encodeURIComponent(CONNECT)}`, method: 'GET',
         headers: { Accept: 'text/event-stream' },
-    }, null, st, streamSplitter(true, onReply));
+    }, null, st, streamSplitter(true, emulatedSession(port, i, st)));
 }
 
 const uniConnect = (i) => JSON.stringify({ subs: { [channel(i)]: {} } });

@@ -6,10 +6,9 @@
 // while it has room) however the kernel spreads the connections between the workers'
 // SO_REUSEPORT listeners.
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { describe, it } from 'node:test';
 
-import { RawClient, WebSocket } from './lib/clients.mjs';
+import { RawClient, WebSocket, freshRequest } from './lib/clients.mjs';
 import { waitFor } from './lib/rotor.mjs';
 import { useRotor } from './lib/suite.mjs';
 
@@ -45,25 +44,6 @@ function tryOpen(rotor, user, p = '/connection/websocket') {
     });
 }
 
-/** One non-upgrade request on a fresh TCP connection: {status, body, type}; a streaming
- * 200 is closed at once. */
-function attempt(port, p, { method = 'GET', body } = {}) {
-    return new Promise((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, path: p, method, agent: false });
-        req.on('response', (res) => {
-            if (res.statusCode === 200) {
-                res.destroy();
-                resolve({ status: 200 });
-                return;
-            }
-            let text = '';
-            res.on('data', (d) => { text += d; });
-            res.on('end', () => resolve({ status: res.statusCode, body: text, type: res.headers['content-type'] }));
-        });
-        req.on('error', reject);
-        req.end(body);
-    });
-}
 
 function assertRefused(r, what) {
     assert.equal(r.status, 503, `${what}: ${JSON.stringify(r)}`);
@@ -112,10 +92,10 @@ describe('client.connection_limit, one worker', () => {
         assertRefused(await tryOpen(rotor, 'over', '/connection/uni_websocket'), 'uni_websocket');
         const frame = JSON.stringify({ id: 1, connect: { token: rotor.makeToken({ sub: 'over' }) } });
         const uni = JSON.stringify({ token: rotor.makeToken({ sub: 'over' }) });
-        assertRefused(await attempt(rotor.port, '/connection/http_stream', { method: 'POST', body: frame }), 'http_stream');
-        assertRefused(await attempt(rotor.port, `/connection/sse?cf_connect=${encodeURIComponent(frame)}`), 'sse');
-        assertRefused(await attempt(rotor.port, `/connection/uni_sse?cf_connect=${encodeURIComponent(uni)}`), 'uni_sse');
-        assertRefused(await attempt(rotor.port, '/connection/uni_http_stream', { method: 'POST', body: uni }), 'uni_http_stream');
+        assertRefused(await freshRequest(rotor.port, '/connection/http_stream', { method: 'POST', body: frame }), 'http_stream');
+        assertRefused(await freshRequest(rotor.port, `/connection/sse?cf_connect=${encodeURIComponent(frame)}`), 'sse');
+        assertRefused(await freshRequest(rotor.port, `/connection/uni_sse?cf_connect=${encodeURIComponent(uni)}`), 'uni_sse');
+        assertRefused(await freshRequest(rotor.port, '/connection/uni_http_stream', { method: 'POST', body: uni }), 'uni_http_stream');
         // The API and probes are not connections.
         assert.equal((await rotor.request('/health')).status, 200);
         assert.equal(await numClients(rotor), LIMIT);

@@ -6,14 +6,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 
 import grpc from '@grpc/grpc-js';
 
-import { RawClient, connectedClient, subscribed } from './lib/clients.mjs';
+import { RawClient, connectedClient, freshRequest, subscribed } from './lib/clients.mjs';
 import { startRedis } from './lib/redis.mjs';
 import {
     HEALTH_TIMEOUT_MS, Rotor, baseConfig, freePort, merge, rotorBinary, signJwt, sleep,
@@ -27,29 +26,6 @@ const UPGRADE = {
     'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
 };
 
-/** One request on a fresh TCP connection (no pooling, so the kernel picks a worker for
- * each). Resolves {status, body, type}; an upgrade or a streaming 200 is closed at once. */
-function attempt(port, p, { method = 'GET', headers = {}, body } = {}) {
-    return new Promise((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, path: p, method, headers, agent: false });
-        req.on('response', (res) => {
-            if (res.statusCode === 200) {
-                res.destroy();
-                resolve({ status: 200 });
-                return;
-            }
-            let text = '';
-            res.on('data', (d) => { text += d; });
-            res.on('end', () => resolve({ status: res.statusCode, body: text, type: res.headers['content-type'] }));
-        });
-        req.on('upgrade', (res, socket) => {
-            socket.destroy();
-            resolve({ status: res.statusCode });
-        });
-        req.on('error', reject);
-        req.end(body);
-    });
-}
 
 const GRPC_PORT = await freePort();
 
@@ -98,7 +74,7 @@ describe('client.connection_rate_limit', () => {
             const t0 = Date.now();
             const results = await Promise.all(Array.from({ length: FLOOD }, () => {
                 const e = make();
-                return attempt(rotor.port, e.p, e);
+                return freshRequest(rotor.port, e.p, e);
             }));
             const elapsed = (Date.now() - t0) / 1000;
             const counts = tally(results);
@@ -115,7 +91,7 @@ describe('client.connection_rate_limit', () => {
 
             // One second later the endpoint accepts again.
             await refill();
-            const again = await attempt(rotor.port, make().p, make());
+            const again = await freshRequest(rotor.port, make().p, make());
             assert.ok(again.status === 101 || again.status === 200, `after refill: ${JSON.stringify(again)}`);
         });
     }
@@ -147,7 +123,7 @@ describe('client.connection_rate_limit', () => {
 
     it('the API, /health and /metrics are not rate limited', async () => {
         for (let i = 0; i < 20; i++) {
-            assert.equal((await attempt(rotor.port, '/health')).status, 200);
+            assert.equal((await freshRequest(rotor.port, '/health')).status, 200);
         }
         for (let i = 0; i < 10; i++) {
             const r = await rotor.apiRaw('info', {});
@@ -275,7 +251,7 @@ describe('http_server.internal_port', () => {
             body: JSON.stringify({ channel: 'pub:int', data: { via: 'internal' } }),
         });
         assert.deepEqual((await s.rec.wait('publication')).data, { via: 'internal' });
-        const ws = await attempt(rotor.internalPort, '/connection/websocket', { headers: UPGRADE });
+        const ws = await freshRequest(rotor.internalPort, '/connection/websocket', { headers: UPGRADE });
         assert.equal(ws.status, 404);
         c.disconnect();
     });

@@ -1,6 +1,8 @@
 // Client helpers: centrifuge-js instances wired for Node (ws), an event recorder that
 // never misses an event emitted before the test starts waiting, and a raw WebSocket client
-// for byte-level and protocol-violation checks.
+// for byte-level and protocol-violation checks, and one-off HTTP requests on fresh connections.
+import http from 'node:http';
+
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 
@@ -301,4 +303,28 @@ export async function roundTrip(pubClient, subscription, tag) {
     const data = { probe: tag, at: Date.now() };
     await pubClient.publish(subscription.channel, data);
     await subscription.rec.wait('publication', (p) => p.data && p.data.probe === tag && p.data.at === data.at);
+}
+
+/** One request on a fresh TCP connection (no pooling, so the kernel picks a worker for
+ * each). Resolves {status, body, type}; an upgrade or a streaming 200 is closed at once. */
+export function freshRequest(port, p, { method = 'GET', headers = {}, body } = {}) {
+    return new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, path: p, method, headers, agent: false });
+        req.on('response', (res) => {
+            if (res.statusCode === 200) {
+                res.destroy();
+                resolve({ status: 200 });
+                return;
+            }
+            let text = '';
+            res.on('data', (d) => { text += d; });
+            res.on('end', () => resolve({ status: res.statusCode, body: text, type: res.headers['content-type'] }));
+        });
+        req.on('upgrade', (res, socket) => {
+            socket.destroy();
+            resolve({ status: res.statusCode });
+        });
+        req.on('error', reject);
+        req.end(body);
+    });
 }
