@@ -346,6 +346,11 @@ static void conn_flush(tr_conn_t *c)
     ev_io_start(tl->loop, &c->wio);
 }
 
+void tr__conn_write_now(tr_conn_t *c)
+{
+    conn_flush(c);
+}
+
 void tr__loop_flush(tr_loop_t *tl)
 {
     /* Dropped connections may still sit in the dirty list; free them only once it is

@@ -80,6 +80,9 @@ void tr__conn_discard_output(tr_conn_t *c);
 /* Graceful close: flush the queue, shut down the write side, read and discard until the
  * peer's EOF (bounded), then drop with TR_CONN_LOCAL. Idempotent. */
 void tr__conn_finish(tr_conn_t *c);
+/* Writes what c has queued now, as far as the socket takes it, without waiting (for a
+ * close when the loop may not run again). */
+void tr__conn_write_now(tr_conn_t *c);
 /* Immediate close: stops watchers, closes the fd, releases queue and read buffer, runs
  * ops->on_drop(reason) and queues c for the before-sleep free. Idempotent. */
 void tr__conn_drop(tr_conn_t *c, int reason);

@@ -938,8 +938,13 @@ void tr_grpc_server_free(tr_grpc_server_t *srv)
         conn_unlink(gc);
         conn_detach(gc); /* runs on_close: srv is still set */
         gc->srv = NULL;
-        tr__conn_finish(gc->conn);
+        /* The loop may not run again (a worker shutting down): write the GOAWAY now and
+         * close instead of lingering for the peer's EOF, so that the flush below frees the
+         * connection and its nghttp2 session. */
+        tr__conn_write_now(gc->conn);
+        tr__conn_drop(gc->conn, TR_CONN_LOCAL);
     }
+    tr__loop_flush(srv->tl);
     ev_timer_stop(srv->tl->loop, &srv->kick_w);
     ev_ref(srv->tl->loop);
     ev_prepare_stop(srv->tl->loop, &srv->pass_w);
