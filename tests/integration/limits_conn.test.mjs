@@ -51,6 +51,20 @@ function assertRefused(r, what) {
     assert.deepEqual(JSON.parse(r.body), { error: 'connection limit reached' }, what);
 }
 
+/** Closes the oldest held client and waits until a new one is admitted in its place
+ * (refused with the limit's answer until the server has freed the slot). */
+async function reuseFreedSlot(rotor, held) {
+    held.shift().close();
+    let next = null;
+    await waitFor(async () => {
+        const r = await tryOpen(rotor, 'next');
+        if (r.raw) next = r.raw;
+        else assertRefused(r, 'before the slot is freed');
+        return next !== null;
+    }, 10000, 'a connection admitted after one left');
+    held.push(next);
+}
+
 /** Node-wide number of clients as the server API reports it (a survey of every worker). */
 async function numClients(rotor) {
     const info = await rotor.apiResult('info', {});
@@ -105,15 +119,7 @@ describe('client.connection_limit, one worker', () => {
         for (const c of held) assert.ok(c.isOpen());
 
         // One leaves: its slot goes to the next client (once the server has freed it).
-        held.shift().close();
-        let next = null;
-        await waitFor(async () => {
-            const r = await tryOpen(rotor, 'next');
-            if (r.raw) next = r.raw;
-            else assertRefused(r, 'before the slot is freed');
-            return next !== null;
-        }, 5000, 'a connection admitted after one left');
-        held.push(next);
+        await reuseFreedSlot(rotor, held);
         assertRefused(await tryOpen(rotor, 'over-again'), 'at the limit again');
         await allReceive(rotor, held, 'after-swap');
     });
@@ -145,15 +151,7 @@ describe('client.connection_limit, two workers: node-wide', () => {
         await allReceive(rotor, held, 'two-workers');
 
         // A freed slot is given out again, on whichever worker the next connection lands.
-        held.shift().close();
-        let next = null;
-        await waitFor(async () => {
-            const r = await tryOpen(rotor, 'next');
-            if (r.raw) next = r.raw;
-            else assertRefused(r, 'before the slot is freed');
-            return next !== null;
-        }, 10000, 'a connection admitted after one left');
-        held.push(next);
+        await reuseFreedSlot(rotor, held);
         for (let i = 0; i < 10; i++) assertRefused(await tryOpen(rotor, `again${i}`), 'full again');
         assert.equal(await numClients(rotor), LIMIT);
         await allReceive(rotor, held, 'two-workers-after');

@@ -7,12 +7,11 @@
 // Nothing here edits the existing lib files; it builds on them.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
 import { connectedClient, subscribed } from './clients.mjs';
-import { REDIS_SERVER, waitReady } from './redis.mjs';
+import { REDIS_SERVER, pingOnce, waitReady } from './redis.mjs';
 import { sleep, waitFor } from './rotor.mjs';
 
 // ---------------------------------------------------------------------------------------
@@ -394,25 +393,6 @@ export class NetNs {
     }
 }
 
-function pingRedis(host, port, timeout = 500) {
-    return new Promise((resolve) => {
-        const sock = net.connect({ host, port });
-        let buf = '';
-        const done = (v) => {
-            clearTimeout(timer);
-            sock.destroy();
-            resolve(v);
-        };
-        const timer = setTimeout(() => done(false), timeout);
-        sock.on('connect', () => sock.write('PING\r\n'));
-        sock.on('data', (d) => {
-            buf += d.toString();
-            if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
-        });
-        sock.on('error', () => done(false));
-    });
-}
-
 /** redis-server running inside a NetNs, listening on its veth address only. */
 export class NsRedis {
     constructor(netns) {
@@ -446,7 +426,7 @@ export class NsRedis {
             resolve(this.exited);
         }));
         const deadline = Date.now() + 5000;
-        while (!(await pingRedis(this.netns.nsAddr, this.port))) {
+        while (!(await pingOnce(this.port, 500, this.netns.nsAddr))) {
             if (this.exited) throw new Error(`redis-server in ${this.netns.name} exited: ${this.logTail()}`);
             if (Date.now() > deadline) throw new Error(`redis-server in ${this.netns.name} did not answer PING\n${this.logTail()}`);
             await sleep(20);

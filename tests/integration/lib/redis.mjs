@@ -40,9 +40,9 @@ function track(proc) {
 }
 
 /** One RESP PING over a fresh TCP connection; resolves true on +PONG, false otherwise. */
-function pingOnce(port, timeout = 500) {
+export function pingOnce(port, timeout = 500, host = '127.0.0.1') {
     return new Promise((resolve) => {
-        const sock = net.connect({ host: '127.0.0.1', port });
+        const sock = net.connect({ host, port });
         let buf = '';
         const done = (v) => {
             clearTimeout(timer);
