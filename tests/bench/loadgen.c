@@ -128,7 +128,10 @@ typedef struct opts {
 } opts_t;
 
 typedef struct proc_sample {
-    double cpu_s;
+    double cpu_s;  /* user_s + sys_s */
+    double user_s; /* utime: the server's own code */
+    double sys_s;  /* stime: the kernel working for it (on loopback, also the receiver's half
+                    * of TCP, run in the sender's context) */
     long rss_kib;
 } proc_sample_t;
 
@@ -242,15 +245,19 @@ static bool read_file(const char *path, char *buf, size_t cap)
 /* utime + stime of every thread of pid, and VmRSS. */
 static proc_sample_t sample_pid(int pid)
 {
-    proc_sample_t s = {0, 0};
+    proc_sample_t s = {0};
     char path[64], buf[4096];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     if (read_file(path, buf, sizeof buf)) {
         char *p = strrchr(buf, ')'); /* comm may contain spaces */
         unsigned long ut = 0, st = 0;
         if (p &&
-            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-            s.cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2) {
+            double tck = (double)sysconf(_SC_CLK_TCK);
+            s.user_s = (double)ut / tck;
+            s.sys_s = (double)st / tck;
+            s.cpu_s = s.user_s + s.sys_s;
+        }
     }
     snprintf(path, sizeof path, "/proc/%d/status", pid);
     if (read_file(path, buf, sizeof buf)) {
@@ -263,10 +270,12 @@ static proc_sample_t sample_pid(int pid)
 
 static proc_sample_t sample_pids(const int *pids, int n)
 {
-    proc_sample_t t = {0, 0};
+    proc_sample_t t = {0};
     for (int i = 0; i < n; i++) {
         proc_sample_t s = sample_pid(pids[i]);
         t.cpu_s += s.cpu_s;
+        t.user_s += s.user_s;
+        t.sys_s += s.sys_s;
         t.rss_kib += s.rss_kib;
     }
     return t;
@@ -1587,7 +1596,7 @@ int main(int argc, char **argv)
     double self0 = self_cpu_s();
     double w0 = mono_s();
     double recovery_s = 0;
-    proc_sample_t rec_cpu0 = {0, 0};
+    proc_sample_t rec_cpu0 = {0};
     g->measuring = true;
     long deliveries0 = g->deliveries;
     if (!ok) {
@@ -1626,8 +1635,13 @@ int main(int argc, char **argv)
     printf("deliveries=%ld\nexpected=%ld\nlost=%ld\ndup=%ld\n", got, expected,
            expected > got ? expected - got : 0, g->dup);
     printf("deliv_per_s=%.0f\n", window_s > 0 ? (double)got / window_s : 0);
-    if (got > 0)
+    printf("srv_user_s=%.3f\nsrv_sys_s=%.3f\n", end.user_s - ready.user_s, end.sys_s - ready.sys_s);
+    if (got > 0) {
         printf("cpu_per_M_deliv_s=%.3f\n", srv_cpu / (double)got * 1e6);
+        printf("user_per_M_deliv_s=%.3f\nsys_per_M_deliv_s=%.3f\n",
+               (end.user_s - ready.user_s) / (double)got * 1e6,
+               (end.sys_s - ready.sys_s) / (double)got * 1e6);
+    }
     if (g->pub_ok > 0)
         printf("cpu_per_pub_us=%.2f\n", srv_cpu / (double)g->pub_ok * 1e6);
     printf("lat_n=%ld\nlat_p50_us=%.0f\nlat_p99_us=%.0f\nlat_p999_us=%.0f\nlat_max_us=%.0f\n",

@@ -13,6 +13,8 @@ ROWS = [
     ("idle15k", "setup_s", "setup time 15k conns, s", "{:.2f}"),
     ("fanout1k-100", "deliv_per_s", "deliveries/s", "{:.0f}"),
     ("fanout1k-100", "cpu_per_M_deliv_s", "server CPU s / M deliveries", "{:.2f}"),
+    ("fanout1k-100", "user_per_M_deliv_s", "… of it user space (utime)", "{:.2f}"),
+    ("fanout1k-100", "sys_per_M_deliv_s", "… of it kernel (stime)", "{:.2f}"),
     ("fanout1k-100", "lat_p50_us", "latency p50, ms", "ms"),
     ("fanout1k-100", "lat_p99_us", "latency p99, ms", "ms"),
     ("fanout1k-100", "lost", "undelivered at end", "{:.0f}"),
@@ -20,14 +22,20 @@ ROWS = [
     ("fanout1k-100-pb", "lat_p99_us", "Protobuf: latency p99, ms", "ms"),
     ("fanout1k-1000", "deliv_per_s", "deliveries/s", "{:.0f}"),
     ("fanout1k-1000", "cpu_per_M_deliv_s", "server CPU s / M deliveries", "{:.2f}"),
+    ("fanout1k-1000", "user_per_M_deliv_s", "… of it user space (utime)", "{:.2f}"),
+    ("fanout1k-1000", "sys_per_M_deliv_s", "… of it kernel (stime)", "{:.2f}"),
     ("fanout1k-1000", "lat_p99_us", "latency p99, ms", "ms"),
     ("fanout1k-1000", "lost", "undelivered at end", "{:.0f}"),
     ("fanout10k-100", "deliv_per_s", "deliveries/s", "{:.0f}"),
     ("fanout10k-100", "cpu_per_M_deliv_s", "server CPU s / M deliveries", "{:.2f}"),
+    ("fanout10k-100", "user_per_M_deliv_s", "… of it user space (utime)", "{:.2f}"),
+    ("fanout10k-100", "sys_per_M_deliv_s", "… of it kernel (stime)", "{:.2f}"),
     ("fanout10k-100", "lat_p99_us", "latency p99, ms", "ms"),
     ("fanout10k-100", "lost", "undelivered at end", "{:.0f}"),
     ("many", "deliv_per_s", "deliveries/s", "{:.0f}"),
     ("many", "cpu_per_M_deliv_s", "server CPU s / M deliveries", "{:.2f}"),
+    ("many", "user_per_M_deliv_s", "… of it user space (utime)", "{:.2f}"),
+    ("many", "sys_per_M_deliv_s", "… of it kernel (stime)", "{:.2f}"),
     ("many", "cpu_per_pub_us", "server CPU µs / publication", "{:.1f}"),
     ("many", "lat_p99_us", "latency p99, ms", "ms"),
     ("many", "lost", "undelivered at end", "{:.0f}"),
@@ -92,6 +100,21 @@ def flag(data, target, scen):
     return ", ".join(bad)
 
 
+def floor(data):
+    """What bounds the CPU ratios: the server's own code (utime) against the kernel's work for
+    it (stime). The kernel share alone is the ratio rotor would reach with no user-space time
+    at all, so a target below it cannot be met by rotor's code."""
+    print("\nWhat limits the CPU ratios (rotor mem vs Nchan mem, per M deliveries):")
+    for scen in ("fanout1k-100", "fanout10k-100", "many"):
+        ru, rk = num(data, "rotor-mem", scen, "user_per_M_deliv_s"), num(data, "rotor-mem", scen, "sys_per_M_deliv_s")
+        nu, nt = num(data, "nchan-mem", scen, "user_per_M_deliv_s"), num(data, "nchan-mem", scen, "cpu_per_M_deliv_s")
+        if None in (ru, rk, nu, nt) or nu == 0 or nt == 0:
+            print("- {}: no data".format(scen))
+            continue
+        print("- {}: user space {:.2f} s vs {:.2f} s ({:.2f}); rotor's kernel time alone is {:.2f} of "
+              "Nchan's total".format(scen, ru, nu, ru / nu, rk / nt))
+
+
 def main():
     out = sys.argv[1]
     data = load(out)
@@ -153,6 +176,7 @@ def main():
     check("CPU per M deliveries, many", "many", "cpu_per_M_deliv_s", 0.6)
     check("CPU per publication, many", "many", "cpu_per_pub_us", 0.5)
     check("latency p99, fanout 1k x 100/s", "fanout1k-100", "lat_p99_us", 0.5)
+    floor(data)
     lost = [(t, s) for (t, s) in data if t.startswith("rotor") and (num(data, t, s, "lost") or 0) > 0]
     print("- rotor lost no publication: {}".format(
         "MET" if not lost else "NOT MET: " + ", ".join("{} {}".format(*x) for x in sorted(lost))))
