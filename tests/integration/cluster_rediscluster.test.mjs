@@ -4,7 +4,7 @@
 // and join/leave work across nodes. The cluster is started here: three redis-server
 // processes with cluster mode on explicit bus ports, joined by `redis-cli --cluster create`.
 // A second cluster checks that a plain address of one member is detected as a cluster
-// (SERVER.md §3.2).
+// (SERVER.md §3.2), and a third runs the nodes with engine.redis.sharded_pubsub.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -79,10 +79,11 @@ async function ownersAnswering(servers, want, ...cmd) {
     return n;
 }
 
-/** Node i gets urls[i]; resolves once every node is ready. Stops everything on failure. */
-async function startNodes(servers, urls) {
+/** Node i gets urls[i]; resolves once every node is ready. Stops everything on failure.
+ * redisOpts: more engine.redis keys for every node. */
+async function startNodes(servers, urls, redisOpts = {}) {
     const config = (u) => ({
-        ...redisEngine(u, { presence_ttl: '5s' }),
+        ...redisEngine(u, { presence_ttl: '5s', ...redisOpts }),
         channel: { namespaces: [...NAMESPACES, REC] },
     });
     let nodes = [];
@@ -303,5 +304,104 @@ describe('a plain address of one cluster member', { timeout: 60000 }, () => {
             assert.deepEqual(await node.apiResult('presence_stats', { channel: pch }),
                 { num_clients: 2, num_users: 2 });
         }
+    });
+});
+
+// engine.redis.sharded_pubsub (opt-in): each channel's publications go by SPUBLISH to the
+// master owning its slot and each node holds an SSUBSCRIBE there, so no publication crosses
+// the cluster bus. Run through two real nodes on a real cluster (Redis 7 has sharded
+// PUB/SUB): delivery, history with recovery (SPUBLISH inside the script), and the
+// subscription released on the owning master after the last local subscriber leaves.
+describe('sharded PUB/SUB on a Redis Cluster', { timeout: 60000 }, () => {
+    const h = { c: null };
+
+    before(async () => {
+        const servers = await startRedisCluster();
+        const [p1, p2, p3] = servers.map((s) => s.port);
+        h.c = await startNodes(servers, [
+            `redis+cluster://127.0.0.1:${p1}?addr=127.0.0.1:${p2}&addr=127.0.0.1:${p3}`,
+            `redis+cluster://127.0.0.1:${p3}?addr=127.0.0.1:${p1}&addr=127.0.0.1:${p2}`,
+        ], { sharded_pubsub: true });
+    });
+
+    afterEach(async (t) => checkAfterEach(h, t));
+
+    after(async () => {
+        if (h.c) await h.c.stop();
+    });
+
+    /** Per master: SHARDNUMSUB of the channel's PUB/SUB name; only its owner answers. */
+    async function shardSubs(ch) {
+        const name = `${PREFIX}.client.{${ch}}`;
+        const counts = [];
+        for (const srv of h.c.redis) {
+            try {
+                const lines = await srv.lines('PUBSUB', 'SHARDNUMSUB', name);
+                counts.push(Number(lines[1]));
+            } catch (e) {
+                assert.match(e.message, /MOVED/);
+                counts.push(null);
+            }
+        }
+        return counts;
+    }
+
+    /** SPUBLISH calls summed over the masters (INFO commandstats). */
+    async function spublishCalls() {
+        let calls = 0;
+        for (const srv of h.c.redis) {
+            const m = /cmdstat_spublish:calls=(\d+)/.exec(await srv.cli('INFO', 'commandstats'));
+            if (m) calls += Number(m[1]);
+        }
+        return calls;
+    }
+
+    it('delivers through the owning master, on every master, with history and recovery', async () => {
+        const [A, B] = h.c.nodes;
+        const channels = Array.from({ length: 9 }, (_, i) => `chat:sharded${i}`);
+        const cb = await connectedClient(B, 'u-b');
+        const subs = [];
+        for (const ch of channels) subs.push(await subscribed(cb, ch));
+        const owners = new Set();
+        for (const ch of channels) {
+            // Only the owning master counts B's SSUBSCRIBE (the others answer 0 or MOVED).
+            let counts = [];
+            await waitFor(async () => {
+                counts = await shardSubs(ch);
+                return counts.filter((n) => n === 1).length === 1;
+            }, 5000, `one sharded subscription for ${ch}`);
+            owners.add(counts.indexOf(1));
+        }
+        assert.equal(owners.size, MASTERS, `sharded subscriptions on masters ${[...owners]}`);
+        for (const [i, ch] of channels.entries()) {
+            const r = await cent(A).publish({ channel: ch, data: { i } });
+            assert.equal(r.offset, 1, JSON.stringify(r));
+        }
+        for (const [i, s] of subs.entries()) assert.deepEqual((await s.rec.wait('publication')).data, { i });
+        assert.ok((await spublishCalls()) >= channels.length, 'publications went by SPUBLISH');
+
+        // History publishes SPUBLISH from the script; recovery on the other node.
+        const ch = 'rec:sharded';
+        const c1 = await connectedClient(A, 'r1');
+        const s1 = await subscribed(c1, ch);
+        const { epoch } = s1.subscribedCtx.streamPosition;
+        for (let n = 1; n <= 2; n++) await B.apiResult('publish', { channel: ch, data: { n } });
+        await s1.rec.wait('publication', () => true, 4000, 2);
+        assert.deepEqual(offsets(s1), [1, 2]);
+        c1.disconnect();
+        for (let n = 3; n <= 5; n++) assert.equal((await A.apiResult('publish', { channel: ch, data: { n } })).offset, n);
+        const c2 = await connectedClient(B, 'r2');
+        const s2 = await subscribed(c2, ch, { since: { offset: 2, epoch } });
+        assert.equal(s2.subscribedCtx.recovered, true);
+        await s2.rec.wait('publication', () => true, 4000, 3);
+        assert.deepEqual(offsets(s2), range(3, 5));
+        await A.apiResult('publish', { channel: ch, data: { n: 6 } });
+        assert.equal((await s2.rec.wait('publication', (p) => p.data.n === 6)).offset, 6);
+
+        // The last local subscriber leaves: B releases its sharded subscription.
+        const gone = channels[0];
+        subs[0].unsubscribe();
+        await waitFor(async () => !(await shardSubs(gone)).includes(1), 5000, `SSUBSCRIBE of ${gone} released`);
+        assert.deepEqual((await shardSubs(channels[1])).filter((n) => n === 1), [1]);
     });
 });
