@@ -246,6 +246,15 @@ static const key_def_t ns_keys[] = {
 #define RS(path, field) R_("redis_stream." path, K_STR, redis_stream.field, 0, 0, 0)
 #define RD(path, field) R_("redis_stream." path, K_DUR, redis_stream.field, 1, 0, 0)
 
+#define CONSUMER_TLS_KEYS(pre, f)                                                                  \
+    R_(pre ".enabled", K_BOOL, redis_stream.f.enabled, 0, 0, 0),                                   \
+        R_(pre ".insecure_skip_verify", K_BOOL, redis_stream.f.insecure_skip_verify, 0, 0, 0),     \
+        R_(pre ".server_name", K_STR, redis_stream.f.server_name, 0, 0, 0),                        \
+        R_(pre ".cert_pem", K_STR, redis_stream.f.cert_pem, 0, 0, 0),                              \
+        R_(pre ".key_pem", K_STR, redis_stream.f.key_pem, 0, 0, 0),                                \
+        R_(pre ".server_ca_pem", K_STR, redis_stream.f.server_ca_pem, 0, 0, 0),                    \
+        R_(pre ".client_ca_pem", K_STR, redis_stream.f.client_ca_pem, 0, 0, 0)
+
 /* Relative to a consumers[] element. */
 static const key_def_t consumer_keys[] = {
     R_("name", K_STR, name, 0, 0, 0),
@@ -274,6 +283,8 @@ static const key_def_t consumer_keys[] = {
     RS("publication_data_mode.version_value", version_value),
     RS("publication_data_mode.version_epoch_value", version_epoch_value),
     RS("publication_data_mode.tags_value_prefix", tags_value_prefix),
+    CONSUMER_TLS_KEYS("redis_stream.tls", tls),
+    CONSUMER_TLS_KEYS("redis_stream.sentinel_tls", sentinel_tls),
 };
 
 /* Keys Centrifugo knows and rotor does not implement. */
@@ -290,7 +301,6 @@ typedef struct unsup_def {
     "Redis Cluster is not supported for consumers (give the consumer one standalone address)"
 #define WHY_SENTINEL                                                                               \
     "Redis Sentinel keys are not supported for consumers (use a redis+sentinel:// address)"
-#define WHY_TLS "TLS to Redis is not supported for consumers yet (only for engine.redis)"
 #define WHY_SPLIT                                                                                  \
     "separate broker / presence_manager sections are not supported yet (configure engine.type "    \
     "and engine.redis)"
@@ -301,7 +311,6 @@ typedef struct unsup_def {
         {pre ".sentinel_user", U_ERR_SET, WHY_SENTINEL},                                           \
         {pre ".sentinel_password", U_ERR_SET, WHY_SENTINEL},                                       \
         {pre ".sentinel_client_name", U_ERR_SET, WHY_SENTINEL},                                    \
-        {pre ".sentinel_tls", 0, WHY_SENTINEL}, {pre ".tls", 0, WHY_TLS},                          \
     {                                                                                              \
         pre ".client_name", 0, NULL                                                                \
     }
@@ -1154,6 +1163,10 @@ static int set_namespaces_str(loader_t *L, const char *s, const char *src)
 
 /* ---- consumers ------------------------------------------------------------------------- */
 
+static void tls_opts_init(node_tls_opts_t *t);
+static void tls_opts_cleanup(node_tls_opts_t *t);
+static int apply_tls_opts(const char *key, const node_tls_opts_t *o, rds_tls_t *t, rt_buf_t *why);
+
 static void consumer_init(node_consumer_t *c, const char *name)
 {
     memset(c, 0, sizeof(*c));
@@ -1177,6 +1190,8 @@ static void consumer_init(node_consumer_t *c, const char *name)
     r->version_value = rt_strdup("centrifugo-version");
     r->version_epoch_value = rt_strdup("centrifugo-version-epoch");
     r->tags_value_prefix = rt_strdup("centrifugo-tag-");
+    tls_opts_init(&r->tls);
+    tls_opts_init(&r->sentinel_tls);
 }
 
 static void consumer_cleanup(node_consumer_t *c)
@@ -1197,6 +1212,8 @@ static void consumer_cleanup(node_consumer_t *c)
     rt_free(r->version_value);
     rt_free(r->version_epoch_value);
     rt_free(r->tags_value_prefix);
+    tls_opts_cleanup(&r->tls);
+    tls_opts_cleanup(&r->sentinel_tls);
     memset(c, 0, sizeof(*c));
 }
 
@@ -1832,7 +1849,15 @@ static int finalize_consumer(loader_t *L, size_t i)
     int rc = check_addr(L, key, r->address);
     if (rc != 0)
         return rc;
-    return 0;
+    /* The TLS objects too (their PEM files read), as the consumer will dial it. */
+    rds_addr_t a;
+    rt_buf_t why = RT_BUF_INIT;
+    rc = node_consumer_redis_addr(c, &a, &why);
+    rds_addr_cleanup(&a);
+    if (rc != 0 && L->err != NULL)
+        rt_buf_append(L->err, why.p, why.len);
+    rt_buf_cleanup(&why);
+    return rc;
 }
 
 static int finalize(loader_t *L)
@@ -1968,7 +1993,7 @@ static int resolve_pem(const char *key, const char *v, char **field, rt_buf_t *w
  * setting applies as given. Checked with rds_tls_check() when TLS ends up on. */
 static int apply_tls_opts(const char *key, const node_tls_opts_t *o, rds_tls_t *t, rt_buf_t *why)
 {
-    char k[64];
+    char k[160];
     t->enabled = t->enabled || o->enabled;
     t->insecure_skip_verify = o->insecure_skip_verify;
     set_str(&t->server_name, o->server_name);
@@ -2325,9 +2350,26 @@ int node_consumer_redis_addr(const node_consumer_t *c, rds_addr_t *out, rt_buf_t
         rt_buf_append_cstr(&why, WHY_CLUSTER);
         rc = RT_EINVAL;
     }
+    if (rc != 0) {
+        if (err != NULL)
+            rt_buf_printf(err, "consumers[%s].redis_stream.address: %.*s", c->name, (int)why.len,
+                          why.p ? (const char *)why.p : "");
+        rt_buf_cleanup(&why);
+        return rc;
+    }
+    /* TLS errors name their key themselves (consumers[<name>].redis_stream.tls.*). */
+    char key[96];
+    snprintf(key, sizeof(key), "consumers[%s].redis_stream.tls", c->name);
+    rc = apply_tls_opts(key, &r->tls, &out->tls, &why);
+    if (rc == 0 && out->tls.enabled && out->unix_path[0] != '\0') {
+        rt_buf_printf(&why, "TLS is not supported over unix:// sockets (%s)", key);
+        rc = RT_EINVAL;
+    }
+    snprintf(key, sizeof(key), "consumers[%s].redis_stream.sentinel_tls", c->name);
+    if (rc == 0)
+        rc = apply_tls_opts(key, &r->sentinel_tls, &out->sentinel_tls, &why);
     if (rc != 0 && err != NULL)
-        rt_buf_printf(err, "consumers[%s].redis_stream.address: %.*s", c->name, (int)why.len,
-                      why.p ? (const char *)why.p : "");
+        rt_buf_append(err, why.p, why.len);
     rt_buf_cleanup(&why);
     return rc;
 }

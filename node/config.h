@@ -132,12 +132,15 @@ typedef struct node_redis_stream_consumer {
     char *method_value;            /* [method] entry field with the method */
     bool publication_data_mode;    /* publication_data_mode.enabled [false] */
     /* publication_data_mode.*: entry field names */
-    char *channels_value;        /* [centrifugo-channels] non-empty when the mode is on */
-    char *idempotency_key_value; /* [centrifugo-idempotency-key] */
-    char *delta_value;           /* [centrifugo-delta] */
-    char *version_value;         /* [centrifugo-version] */
-    char *version_epoch_value;   /* [centrifugo-version-epoch] */
-    char *tags_value_prefix;     /* [centrifugo-tag-] */
+    char *channels_value;         /* [centrifugo-channels] non-empty when the mode is on */
+    char *idempotency_key_value;  /* [centrifugo-idempotency-key] */
+    char *delta_value;            /* [centrifugo-delta] */
+    char *version_value;          /* [centrifugo-version] */
+    char *version_epoch_value;    /* [centrifugo-version-epoch] */
+    char *tags_value_prefix;      /* [centrifugo-tag-] */
+    node_tls_opts_t tls;          /* redis_stream.tls: the Redis server (as engine.redis.tls) */
+    node_tls_opts_t sentinel_tls; /* redis_stream.sentinel_tls: Sentinels of a
+                                     redis+sentinel:// address */
 } node_redis_stream_consumer_t;
 
 /* One element of the top-level consumers array (SERVER.md §4.1). */
@@ -344,8 +347,9 @@ void node_config_cleanup(node_config_t *cfg);
 int node_config_redis_shards(const node_config_t *cfg, rds_addr_t **out, size_t *n, rt_buf_t *err);
 /* The Redis server of a redis_stream consumer, as node_config_redis_shards does for one
  * address (the consumer's user/password/db/timeouts applied). *out is initialised in every
- * case; release it with rds_addr_cleanup(). Returns 0, or RT_EINVAL with a message naming
- * consumers[<name>].redis_stream.address in err. */
+ * case; release it with rds_addr_cleanup(). The consumer's tls and sentinel_tls objects
+ * apply as engine.redis.tls does to a shard. Returns 0, or RT_EINVAL with a message naming
+ * consumers[<name>].redis_stream in err. */
 int node_consumer_redis_addr(const node_consumer_t *c, rds_addr_t *out, rt_buf_t *err);
 
 /* Namespace options for a channel (§2.1 resolution): one leading private prefix is

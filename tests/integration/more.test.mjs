@@ -2,7 +2,6 @@
 // server-side recovery, binary data, data formats, metrics and the command line
 // (PROTOCOL.md §3.1, §3.11, §6, §7.5; SERVER.md §1.5, §2.1, §2.4, §2.5, §5.1, §7).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +11,7 @@ import {
     RawClient, UUID_RE, WebSocket, connectedClient, newSub, sdkClient, subscribed,
 } from './lib/clients.mjs';
 import {
-    HMAC_SECRET, NAMESPACES, freePort, merge, nowSec, rotorBinary, sleep, startRotor, waitFor,
+    HMAC_SECRET, NAMESPACES, freePort, merge, nowSec, runRotorCli, sleep, startRotor, waitFor,
 } from './lib/rotor.mjs';
 import { useRotor } from './lib/suite.mjs';
 
@@ -44,34 +43,6 @@ function recordingWebSocket() {
         }
     }
     return { log, RecordingWebSocket };
-}
-
-/** Runs the rotor binary with args and a clean environment plus env; resolves {code,
- * signal, stdout, stderr, timedOut}. A process still running after timeout ms is killed. */
-function runRotorCli(args, { env = {}, cwd, timeout = 5000 } = {}) {
-    const clean = {};
-    for (const [k, v] of Object.entries(process.env)) {
-        if (!k.startsWith('ROTOR_') && !k.startsWith('CENTRIFUGO_')) clean[k] = v;
-    }
-    return new Promise((resolve, reject) => {
-        const proc = spawn(rotorBinary(), args, {
-            cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        let timedOut = false;
-        proc.stdout.on('data', (d) => { stdout += d; });
-        proc.stderr.on('data', (d) => { stderr += d; });
-        proc.on('error', reject);
-        const timer = setTimeout(() => {
-            timedOut = true;
-            proc.kill('SIGKILL');
-        }, timeout);
-        proc.on('exit', (code, signal) => {
-            clearTimeout(timer);
-            resolve({ code, signal, stdout, stderr, timedOut });
-        });
-    });
 }
 
 function tempDir() {

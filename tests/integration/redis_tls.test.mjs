@@ -6,7 +6,7 @@
 // PEM text, key_pem as base64 PEM.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -15,7 +15,7 @@ import { CentClient } from 'cent.js';
 
 import { connectedClient, subscribed } from './lib/clients.mjs';
 import { PREFIX, startCluster, waitReady } from './lib/redis.mjs';
-import { NAMESPACES, freePort, sleep, startRotor, waitFor } from './lib/rotor.mjs';
+import { NAMESPACES, freePort, runRotorCli, sleep, startRotor, waitFor } from './lib/rotor.mjs';
 
 const REC = {
     name: 'rec', history_size: 100, history_ttl: '300s', force_recovery: true,
@@ -123,6 +123,53 @@ describe('Redis over TLS', { timeout: 60000 }, () => {
         await s2.rec.wait('publication', () => true, 4000, 3);
         await sleep(200);
         assert.deepEqual(s2.rec.all('publication').map((x) => x.offset), [3, 4, 5]);
+    });
+
+    it('a Redis Streams consumer reads over TLS with its own tls object', async () => {
+        const stream = 'tls-commands';
+        const node = await startRotor({
+            config: {
+                engine: { type: 'redis', redis: { address: tlsAddress, prefix: PREFIX, tls: tlsObject } },
+                channel: { namespaces: NAMESPACES },
+                consumers: [{
+                    name: 'tls_cmds', enabled: true, type: 'redis_stream',
+                    redis_stream: { address: tlsAddress, tls: tlsObject, streams: [stream], consumer_group: 'g' },
+                }],
+            },
+        });
+        try {
+            await waitReady(node, 200, 10000);
+            const redis = cluster.redis[0];
+            await waitFor(async () => (await redis.lines('XINFO', 'GROUPS', stream).catch(() => [])).includes('g'),
+                5000, 'the consumer group, created over TLS');
+            const c = await connectedClient(node, 'tls-cons');
+            const s = await subscribed(c, 'chat:tls-cons');
+            await redis.cli('XADD', stream, '*', 'method', 'publish', 'payload',
+                JSON.stringify({ channel: 'chat:tls-cons', data: { via: 'stream' } }));
+            assert.deepEqual((await s.rec.wait('publication')).data, { via: 'stream' });
+            // Only the harness' redis-cli is on the plaintext port.
+            const clients = await redis.lines('CLIENT', 'LIST');
+            assert.equal(clients.filter((l) => !l.includes(`laddr=127.0.0.1:${tlsPort}`)).length, 1, clients.join('\n'));
+            c.disconnect();
+        } finally {
+            await node.stop();
+        }
+    });
+
+    it('checkconfig refuses a consumer tls object whose CA file is missing, naming the key', async () => {
+        const cfg = path.join(dir, 'bad-consumer.json');
+        writeFileSync(cfg, JSON.stringify({
+            consumers: [{
+                name: 'bad', enabled: true, type: 'redis_stream',
+                redis_stream: {
+                    address: tlsAddress, tls: { ...tlsObject, server_ca_pem: path.join(dir, 'missing.pem') },
+                    streams: ['s'], consumer_group: 'g',
+                },
+            }],
+        }));
+        const r = await runRotorCli(['checkconfig', '-c', cfg], { cwd: dir });
+        assert.equal(r.code, 1, `exit ${r.code}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stdout + r.stderr, /consumers\[bad\]\.redis_stream\.tls\.server_ca_pem: neither PEM/);
     });
 
     it('a node trusting another CA never gets ready and says why', async () => {

@@ -30,6 +30,34 @@ export function rotorBinary() {
     return bin;
 }
 
+/** Runs the rotor binary with args and a clean environment plus env; resolves {code,
+ * signal, stdout, stderr, timedOut}. A process still running after timeout ms is killed. */
+export function runRotorCli(args, { env = {}, cwd, timeout = 5000 } = {}) {
+    const clean = {};
+    for (const [k, v] of Object.entries(process.env)) {
+        if (!k.startsWith('ROTOR_') && !k.startsWith('CENTRIFUGO_')) clean[k] = v;
+    }
+    return new Promise((resolve, reject) => {
+        const proc = spawn(rotorBinary(), args, {
+            cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        let timedOut = false;
+        proc.stdout.on('data', (d) => { stdout += d; });
+        proc.stderr.on('data', (d) => { stderr += d; });
+        proc.on('error', reject);
+        const timer = setTimeout(() => {
+            timedOut = true;
+            proc.kill('SIGKILL');
+        }, timeout);
+        proc.on('exit', (code, signal) => {
+            clearTimeout(timer);
+            resolve({ code, signal, stdout, stderr, timedOut });
+        });
+    });
+}
+
 /** A free TCP port on 127.0.0.1, from a probe socket bound to port 0. */
 export function freePort() {
     return new Promise((resolve, reject) => {

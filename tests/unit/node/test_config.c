@@ -1466,8 +1466,17 @@ static void test_consumer_errors(void **state)
          "\"enabled\":true,\"redis_stream\":{\"address\":\"redis+cluster://a:1\","
          "\"streams\":[\"s\"],\"consumer_group\":\"g\"}}]}",
          "consumers[0].redis_stream.address: Redis Cluster is not supported for consumers"},
-        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"tls\":{\"enabled\":true}}}]}",
-         "consumers[0].redis_stream.tls.enabled: TLS to Redis is not supported for consumers"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\",\"enabled\":true,"
+         "\"redis_stream\":{\"streams\":[\"s\"],\"consumer_group\":\"g\","
+         "\"tls\":{\"enabled\":true,\"server_ca_pem\":\"/nonexistent/ca.pem\"}}}]}",
+         "consumers[ab].redis_stream.tls.server_ca_pem: neither PEM, base64 PEM nor a readable "
+         "file"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"type\":\"redis_stream\",\"enabled\":true,"
+         "\"redis_stream\":{\"streams\":[\"s\"],\"consumer_group\":\"g\","
+         "\"address\":\"unix:///tmp/r.sock\",\"tls\":{\"enabled\":true}}}]}",
+         "TLS is not supported over unix:// sockets (consumers[ab].redis_stream.tls)"},
+        {"{\"consumers\":[{\"name\":\"ab\",\"redis_stream\":{\"tls\":{\"enabled\":1}}}]}",
+         "consumers[0].redis_stream.tls.enabled: must be a boolean"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect_error(cases[i].json, NULL, cases[i].want);
@@ -1502,6 +1511,24 @@ static void test_consumer_redis_addr(void **state)
     assert_string_equal(a.password, "cp");
     assert_string_equal(a.user, "");
     assert_int_equal(a.connect_timeout_ms, 1000);
+    assert_false(a.tls.enabled);
+    rds_addr_cleanup(&a);
+
+    /* The consumer's tls object applies as engine.redis.tls does; rediss:// turns TLS on. */
+    node_tls_opts_t *t = &cfg.consumers[0].redis_stream.tls;
+    t->enabled = true;
+    rt_free(t->server_name);
+    t->server_name = rt_strdup("redis.internal");
+    assert_int_equal(node_consumer_redis_addr(&cfg.consumers[0], &a, &err), 0);
+    assert_true(a.tls.enabled);
+    assert_string_equal(a.tls.server_name, "redis.internal");
+    rds_addr_cleanup(&a);
+    t->enabled = false;
+    rt_free(cfg.consumers[0].redis_stream.address);
+    cfg.consumers[0].redis_stream.address = rt_strdup("rediss://10.0.0.9:6390");
+    assert_int_equal(node_consumer_redis_addr(&cfg.consumers[0], &a, &err), 0);
+    assert_true(a.tls.enabled);
+    assert_int_equal(a.port, 6390);
     rds_addr_cleanup(&a);
 
     rt_free(cfg.consumers[0].redis_stream.address);
