@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
-# Seconds each libFuzzer target runs in test-fuzz (13 targets, two at a time; `make test`
+# Seconds each libFuzzer target runs in test-fuzz (14 targets, two at a time; `make test`
 # took 11 min on 2 cores with 15 s, the fuzz stage about 2 min of it).
 FUZZ_SECONDS ?= 5
 JOBS ?= $(shell nproc)

@@ -263,6 +263,19 @@ typedef struct publish_ctx {
     void *ud;             /* borrowed, handed back to cb */
 } publish_ctx_t;
 
+int broker_redis__decode_publish(const redisReply *r, broker_pos_t *pos, bool *suppressed)
+{
+    *pos = zero_pos;
+    *suppressed = false;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
+        !reply_u64(r->element[0], &pos->offset) || !reply_str(r->element[1], &pos->epoch)) {
+        *pos = zero_pos;
+        return RT_EREDIS;
+    }
+    *suppressed = reply_is(r->element[2], "1") || reply_is(r->element[3], "1");
+    return 0;
+}
+
 static void on_publish_reply(int status, const redisReply *r, void *ud)
 {
     publish_ctx_t *ctx = ud;
@@ -288,14 +301,9 @@ static void on_publish_reply(int status, const redisReply *r, void *ud)
         else
             status = RT_EREDIS;
     } else if (status == 0 && kind == PUBLISH_STREAM) {
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
-            !reply_u64(r->element[0], &pos.offset) || !reply_str(r->element[1], &pos.epoch)) {
+        status = broker_redis__decode_publish(r, &pos, &suppressed);
+        if (status != 0)
             RT_LOG_WARN("redis publish: unexpected script reply");
-            status = RT_EREDIS;
-            pos = zero_pos;
-        } else {
-            suppressed = reply_is(r->element[2], "1") || reply_is(r->element[3], "1");
-        }
     }
     log_reply_status("publish", status, r);
     if (cb != NULL)
@@ -493,23 +501,22 @@ static bool parse_entry(const redisReply *e, uint64_t *offset, rt_str_t *payload
     return false;
 }
 
-static void on_history_reply(int status, const redisReply *r, void *ud)
+int broker_redis__decode_history(const redisReply *r, rt_str_t channel, broker_pos_t *top,
+                                 broker_pub_t ***pubs_out, size_t *n_out, uint64_t *malformed)
 {
-    history_ctx_t *ctx = ud;
-    broker_pos_t top = zero_pos;
     broker_pub_t **pubs = NULL;
     size_t n = 0;
-
-    if (status == 0 &&
-        (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-         !reply_u64(r->element[0], &top.offset) || !reply_str(r->element[1], &top.epoch) ||
-         (r->elements > 2 && r->element[2]->type != REDIS_REPLY_ARRAY &&
-          r->element[2]->type != REDIS_REPLY_NIL))) {
-        RT_LOG_WARN("redis history: unexpected script reply");
-        status = RT_EREDIS;
+    *top = zero_pos;
+    *pubs_out = NULL;
+    *n_out = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        !reply_u64(r->element[0], &top->offset) || !reply_str(r->element[1], &top->epoch) ||
+        (r->elements > 2 && r->element[2]->type != REDIS_REPLY_ARRAY &&
+         r->element[2]->type != REDIS_REPLY_NIL)) {
+        *top = zero_pos;
+        return RT_EREDIS;
     }
-    log_reply_status("history", status, r);
-    if (status == 0 && r->elements > 2 && r->element[2]->type == REDIS_REPLY_ARRAY) {
+    if (r->elements > 2 && r->element[2]->type == REDIS_REPLY_ARRAY) {
         const redisReply *entries = r->element[2];
         if (entries->elements > 0)
             pubs = rt_malloc(entries->elements * sizeof(*pubs));
@@ -520,17 +527,37 @@ static void on_history_reply(int status, const redisReply *r, void *ud)
             if (!parse_entry(entries->element[i], &offset, &payload) ||
                 broker_pc_decode_pub(payload, &p) != 0) {
                 /* Skipping leaves a hole the node sees as an unrecoverable position. */
-                ctx->b->stats.malformed++;
-                RT_LOG_DEBUG("redis history: malformed entry dropped channel=%s", ctx->channel);
+                (*malformed)++;
+                RT_LOG_DEBUG("redis history: malformed entry dropped channel=" RT_STR_FMT,
+                             RT_STR_ARG(channel));
                 continue;
             }
-            p.fields.channel = rt_str_from(ctx->channel, ctx->channel_n);
+            p.fields.channel = channel;
             p.fields.offset = offset;
-            p.fields.epoch = top.epoch;
+            p.fields.epoch = top->epoch;
             pubs[n++] = broker_pub_new(&p.fields);
             broker_pc_pub_cleanup(&p);
         }
     }
+    *pubs_out = pubs;
+    *n_out = n;
+    return 0;
+}
+
+static void on_history_reply(int status, const redisReply *r, void *ud)
+{
+    history_ctx_t *ctx = ud;
+    broker_pos_t top = zero_pos;
+    broker_pub_t **pubs = NULL;
+    size_t n = 0;
+
+    if (status == 0) {
+        status = broker_redis__decode_history(r, rt_str_from(ctx->channel, ctx->channel_n), &top,
+                                              &pubs, &n, &ctx->b->stats.malformed);
+        if (status != 0)
+            RT_LOG_WARN("redis history: unexpected script reply");
+    }
+    log_reply_status("history", status, r);
     if (ctx->cb != NULL) {
         if (status == 0)
             ctx->cb(0, pubs, n, &top, ctx->ud);

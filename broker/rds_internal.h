@@ -16,6 +16,18 @@
 /* Deep copy of src into dst (dst is overwritten, not cleaned up first). */
 void rds__addr_copy(rds_addr_t *dst, const rds_addr_t *src);
 
+/* Most elements one multi-bulk reply may announce. hiredis 0.14 allocates the element array
+ * as soon as it reads the header, so a broken or hostile server sending "*467440094" would
+ * have it calloc gigabytes before any element arrived. 16 Mi (128 MiB of pointers) is far
+ * above any reply rotor asks for: history is bounded by history_size, presence by the
+ * clients of one channel. */
+#define RDS_MAX_REPLY_ELEMENTS (1 << 24)
+
+/* Makes r refuse a multi-bulk header above RDS_MAX_REPLY_ELEMENTS: the reader fails with a
+ * protocol error (hiredis reports it as out of memory) and the link drops and reconnects.
+ * Every connection rds makes gets it; the fuzz target (fuzz_redis_reply) too. */
+void rds__reader_bound(redisReader *r);
+
 /* A user callback may free the object that called it. Every dispatch pushes a guard on the
  * object's stack first; the free function marks every guard on the stack dead, and the
  * dispatcher returns without touching the object when its guard died. */

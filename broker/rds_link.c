@@ -25,6 +25,7 @@
  * it closes hiredis' side; the failure line then carries the relay's reason. */
 #include "broker/rds_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,37 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
     link_connect(w->data);
 }
 
+/* hiredis's own object functions (the same table for every reader), wrapped below. */
+static redisReplyObjectFunctions *hiredis_fns;
+static redisReplyObjectFunctions bounded_fns;
+static pthread_once_t bounded_once = PTHREAD_ONCE_INIT;
+
+static void *create_array_bounded(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > RDS_MAX_REPLY_ELEMENTS)
+        return NULL; /* hiredis: "Out of memory", the reader fails */
+    return hiredis_fns->createArray(task, elements);
+}
+
+static void init_bounded_fns(void)
+{
+    /* Every hiredis context's reader comes from redisReaderCreate(): one throwaway reader
+     * shows which table that is. */
+    redisReader *probe = redisReaderCreate();
+    RT_ASSERT(probe != NULL);
+    hiredis_fns = probe->fn;
+    redisReaderFree(probe);
+    bounded_fns = *hiredis_fns;
+    bounded_fns.createArray = create_array_bounded;
+}
+
+void rds__reader_bound(redisReader *r)
+{
+    pthread_once(&bounded_once, init_bounded_fns);
+    RT_ASSERT(r->fn == hiredis_fns || r->fn == &bounded_fns);
+    r->fn = &bounded_fns;
+}
+
 /* Starts a hiredis connection to unix_path when set, else host:port: directly, or through
  * a new TLS relay when tls->enabled (*relay receives it; the caller owns it). Returns the
  * attached context, or NULL with the reason in why. */
@@ -337,6 +369,7 @@ static redisAsyncContext *dial(rds__link_t *l, const rds_tls_t *tls, const char 
         *relay = NULL;
         return NULL;
     }
+    rds__reader_bound(ac->c.reader);
     return ac;
 }
 

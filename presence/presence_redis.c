@@ -16,6 +16,7 @@
  * client is freed, so destroy delivers RT_ECANCELED before the presence goes away. The
  * hash-field-TTL probes do point into the presence, which frees them after the routers. */
 #include "presence/presence_redis.h"
+#include "presence/presence_redis_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,10 +90,7 @@ static presence_redis_t *from_base(presence_t *p)
 
 /* ---- requests ---- */
 
-/* Decodes a get script reply (flat array: client id, ClientInfo, ...) into *out (owned
- * by the caller, rt_free; slices borrowed from reply). Malformed values are skipped, so a
- * foreign or corrupt entry cannot hide the rest of the channel. Returns 0 or RT_EPROTO. */
-static int decode_reply(const redisReply *reply, rt_client_info_t **out, size_t *n)
+int presence_redis__decode_get(const redisReply *reply, rt_client_info_t **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -144,8 +142,7 @@ static int str_cmp(const void *a, const void *b)
     return x->n < y->n ? -1 : x->n > y->n;
 }
 
-/* Distinct users among entries; "" (anonymous) counts as one user. */
-static uint32_t count_users(const rt_client_info_t *entries, size_t n)
+uint32_t presence_redis__count_users(const rt_client_info_t *entries, size_t n)
 {
     if (n == 0)
         return 0;
@@ -189,7 +186,7 @@ static void on_get_reply(int status, const redisReply *reply, void *ud)
     if (status == RT_EREDIS)
         RT_LOG_WARN("presence get script failed: %s", reply->str);
     if (status == 0)
-        status = decode_reply(reply, &entries, &n);
+        status = presence_redis__decode_get(reply, &entries, &n);
     cb(status, entries, n, cb_ud);
     rt_free(entries);
 }
@@ -207,9 +204,9 @@ static void on_stats_reply(int status, const redisReply *reply, void *ud)
     if (status == RT_EREDIS)
         RT_LOG_WARN("presence stats script failed: %s", reply->str);
     if (status == 0)
-        status = decode_reply(reply, &entries, &n);
+        status = presence_redis__decode_get(reply, &entries, &n);
     if (status == 0)
-        users = count_users(entries, n);
+        users = presence_redis__count_users(entries, n);
     rt_free(entries);
     cb(status, status == 0 ? (uint32_t)n : 0, users, cb_ud);
 }

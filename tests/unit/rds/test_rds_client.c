@@ -455,6 +455,92 @@ static void test_connect_timeout(void **state)
     close(lfd);
 }
 
+/* A server that answers whatever it reads with an absurd multi-bulk header. */
+typedef struct huge_server {
+    ev_io accept_w, conn_w;
+    int conn_fd;
+    int accepted;
+    int64_t accepted_ms[8];
+} huge_server_t;
+
+static void huge_on_conn(struct ev_loop *loop, ev_io *w, int revents)
+{
+    huge_server_t *hs = w->data;
+    char buf[512];
+    ssize_t n = read(hs->conn_fd, buf, sizeof(buf));
+    if (n > 0) {
+        static const char huge[] = "*467440094\r\n";
+        assert_int_equal(write(hs->conn_fd, huge, sizeof(huge) - 1), (ssize_t)sizeof(huge) - 1);
+        return;
+    }
+    ev_io_stop(loop, w);
+    close(hs->conn_fd);
+    hs->conn_fd = -1;
+}
+
+static void huge_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    huge_server_t *hs = w->data;
+    int fd = accept(w->fd, NULL, NULL);
+    if (fd < 0)
+        return;
+    if (hs->conn_fd >= 0) { /* the previous attempt's socket, if the client left it open */
+        ev_io_stop(loop, &hs->conn_w);
+        close(hs->conn_fd);
+    }
+    if (hs->accepted < 8)
+        hs->accepted_ms[hs->accepted] = rt_mono_ms();
+    hs->accepted++;
+    hs->conn_fd = fd;
+    ev_io_init(&hs->conn_w, huge_on_conn, fd, EV_READ);
+    hs->conn_w.data = hs;
+    ev_io_start(loop, &hs->conn_w);
+}
+
+/* hiredis 0.14 allocates a reply's element array when it reads the header. A server
+ * announcing 467 M elements must fail the connection at once (RDS_MAX_REPLY_ELEMENTS), not
+ * have us calloc 3.7 GB and wait for elements until the handshake times out. */
+static void test_huge_array_header_drops_link(void **state)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {0};
+    socklen_t sl = sizeof(sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    huge_server_t hs = {.conn_fd = -1};
+    ev_io_init(&hs.accept_w, huge_on_accept, lfd, EV_READ);
+    hs.accept_w.data = &hs;
+    ev_io_start(fx.loop, &hs.accept_w);
+
+    rds_addr_t a;
+    rds_test_addr(&a, "127.0.0.1:%d", ntohs(sa.sin_port));
+    a.connect_timeout_ms = 3000; /* also the handshake's bound */
+    rds_test_state_t st = {0};
+    rds_client_opts_t o;
+    rds_client_opts_default(&o);
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 40;
+    o.on_state = rds_test_on_state;
+    o.ud = &st;
+    rds_client_t *c = rds_client_new(fx.loop, &a, &o);
+    rds_addr_cleanup(&a);
+    RUN_UNTIL(fx.loop, hs.accepted >= 3, 2500);
+    assert_true(hs.accepted >= 3);
+    /* Reconnects come after the backoff, not after the 3 s handshake timeout. */
+    assert_true(hs.accepted_ms[2] - hs.accepted_ms[0] < 1000);
+    assert_int_equal(st.ups, 0);
+    rds_client_free(c);
+    ev_io_stop(fx.loop, &hs.accept_w);
+    if (hs.conn_fd >= 0) {
+        ev_io_stop(fx.loop, &hs.conn_w);
+        close(hs.conn_fd);
+    }
+    close(lfd);
+}
+
 typedef struct cancel_ctx {
     rds_client_t *c;
     int calls[6];
@@ -536,6 +622,7 @@ int run_rds_client(void)
         cmocka_unit_test(test_keepalive_detects_stopped_server),
         cmocka_unit_test(test_refused_never_up),
         cmocka_unit_test(test_connect_timeout),
+        cmocka_unit_test(test_huge_array_header_drops_link),
         cmocka_unit_test(test_free_pending),
     };
     return cmocka_run_group_tests_name("rds_client", tests, group_setup, group_teardown);
