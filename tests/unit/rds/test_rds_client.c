@@ -418,34 +418,50 @@ static void test_refused_never_up(void **state)
     rt_redis_stop(&r);
 }
 
-/* A listener whose accept queue is full drops SYNs: connect() hangs until our timeout. */
-static void test_connect_timeout(void **state)
+/* A loopback listener on a free port (*sa receives its address). */
+static int listen_loopback(int backlog, struct sockaddr_in *sa)
 {
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {0};
-    socklen_t sl = sizeof(sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(lfd, 0), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
-    int fill[4];
-    for (int i = 0; i < 4; i++) {
-        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        (void)connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
-    }
+    socklen_t sl = sizeof(*sa);
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+    assert_int_equal(listen(lfd, backlog), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)sa, &sl), 0);
+    return lfd;
+}
+
+/* A client of the server at sa, reconnecting every 20-40 ms, not run. */
+static rds_client_t *client_at(const struct sockaddr_in *sa, int64_t connect_timeout_ms,
+                               rds_test_state_t *st)
+{
     rds_addr_t a;
-    rds_test_addr(&a, "127.0.0.1:%d", ntohs(sa.sin_port));
-    a.connect_timeout_ms = 100;
-    rds_test_state_t st = {0};
+    rds_test_addr(&a, "127.0.0.1:%d", ntohs(sa->sin_port));
+    a.connect_timeout_ms = connect_timeout_ms;
     rds_client_opts_t o;
     rds_client_opts_default(&o);
     o.reconnect_min_ms = 20;
     o.reconnect_max_ms = 40;
     o.on_state = rds_test_on_state;
-    o.ud = &st;
+    o.ud = st;
     rds_client_t *c = rds_client_new(fx.loop, &a, &o);
     rds_addr_cleanup(&a);
+    return c;
+}
+
+/* A listener whose accept queue is full drops SYNs: connect() hangs until our timeout. */
+static void test_connect_timeout(void **state)
+{
+    struct sockaddr_in sa;
+    int lfd = listen_loopback(0, &sa);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    rds_test_state_t st = {0};
+    rds_client_t *c = client_at(&sa, 100, &st);
     RUN_UNTIL(fx.loop, false, 400);
     assert_int_equal(st.ups, 0);
     assert_false(rds_client_ready(c));
@@ -502,31 +518,15 @@ static void huge_on_accept(struct ev_loop *loop, ev_io *w, int revents)
  * have us calloc 3.7 GB and wait for elements until the handshake times out. */
 static void test_huge_array_header_drops_link(void **state)
 {
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {0};
-    socklen_t sl = sizeof(sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(lfd, 8), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    struct sockaddr_in sa;
+    int lfd = listen_loopback(8, &sa);
     huge_server_t hs = {.conn_fd = -1};
     ev_io_init(&hs.accept_w, huge_on_accept, lfd, EV_READ);
     hs.accept_w.data = &hs;
     ev_io_start(fx.loop, &hs.accept_w);
 
-    rds_addr_t a;
-    rds_test_addr(&a, "127.0.0.1:%d", ntohs(sa.sin_port));
-    a.connect_timeout_ms = 3000; /* also the handshake's bound */
     rds_test_state_t st = {0};
-    rds_client_opts_t o;
-    rds_client_opts_default(&o);
-    o.reconnect_min_ms = 20;
-    o.reconnect_max_ms = 40;
-    o.on_state = rds_test_on_state;
-    o.ud = &st;
-    rds_client_t *c = rds_client_new(fx.loop, &a, &o);
-    rds_addr_cleanup(&a);
+    rds_client_t *c = client_at(&sa, 3000, &st); /* 3 s also bounds the handshake */
     RUN_UNTIL(fx.loop, hs.accepted >= 3, 2500);
     assert_true(hs.accepted >= 3);
     /* Reconnects come after the backoff, not after the 3 s handshake timeout. */
