@@ -2358,7 +2358,7 @@ int node_consumer_redis_addr(const node_consumer_t *c, rds_addr_t *out, rt_buf_t
         return rc;
     }
     /* TLS errors name their key themselves (consumers[<name>].redis_stream.tls.*). */
-    char key[96];
+    char key[128];
     snprintf(key, sizeof(key), "consumers[%s].redis_stream.tls", c->name);
     rc = apply_tls_opts(key, &r->tls, &out->tls, &why);
     if (rc == 0 && out->tls.enabled && out->unix_path[0] != '\0') {

@@ -105,6 +105,20 @@ async function startNodes(servers, urls, redisOpts = {}) {
     }
 }
 
+/** Registers the suite's hooks: start() (a Cluster from startNodes) before, node checks
+ * after each test, stop after. Returns the holder whose .c is the Cluster. */
+function useNodes(start) {
+    const h = { c: null };
+    before(async () => {
+        h.c = await start();
+    });
+    afterEach(async (t) => checkAfterEach(h, t));
+    after(async () => {
+        if (h.c) await h.c.stop();
+    });
+    return h;
+}
+
 async function checkAfterEach(h, t) {
     if (!h.c) return;
     if (!t.passed) h.c.dumpLogs(`after failed test "${t.name}"`);
@@ -120,21 +134,13 @@ async function checkAfterEach(h, t) {
 }
 
 describe('two nodes on a Redis Cluster', { timeout: 60000 }, () => {
-    const h = { c: null };
-
-    before(async () => {
+    const h = useNodes(async () => {
         const servers = await startRedisCluster();
         const [p1, p2, p3] = servers.map((s) => s.port);
         const url = `redis+cluster://127.0.0.1:${p1}?addr=127.0.0.1:${p2}&addr=127.0.0.1:${p3}`;
         // Node B lists another seed first so its PUB/SUB sits on another cluster node.
         const urlB = `redis+cluster://127.0.0.1:${p2}?addr=127.0.0.1:${p3}&addr=127.0.0.1:${p1}`;
-        h.c = await startNodes(servers, [url, urlB]);
-    });
-
-    afterEach(async (t) => checkAfterEach(h, t));
-
-    after(async () => {
-        if (h.c) await h.c.stop();
+        return startNodes(servers, [url, urlB]);
     });
 
     it('publish on A reaches clients on B; history through either node; tagged keys', async () => {
@@ -241,17 +247,9 @@ describe('two nodes on a Redis Cluster', { timeout: 60000 }, () => {
 // the plain address of one member only; the rest of the cluster comes from CLUSTER SLOTS.
 // Spoken to as a single server, that member would answer MOVED for most channels.
 describe('a plain address of one cluster member', { timeout: 60000 }, () => {
-    const h = { c: null };
-
-    before(async () => {
+    const h = useNodes(async () => {
         const servers = await startRedisCluster();
-        h.c = await startNodes(servers, [`127.0.0.1:${servers[0].port}`, `redis://127.0.0.1:${servers[1].port}`]);
-    });
-
-    afterEach(async (t) => checkAfterEach(h, t));
-
-    after(async () => {
-        if (h.c) await h.c.stop();
+        return startNodes(servers, [`127.0.0.1:${servers[0].port}`, `redis://127.0.0.1:${servers[1].port}`]);
     });
 
     it('is used as a cluster: publish, history, recovery and presence across nodes', async () => {
@@ -313,21 +311,13 @@ describe('a plain address of one cluster member', { timeout: 60000 }, () => {
 // PUB/SUB): delivery, history with recovery (SPUBLISH inside the script), and the
 // subscription released on the owning master after the last local subscriber leaves.
 describe('sharded PUB/SUB on a Redis Cluster', { timeout: 60000 }, () => {
-    const h = { c: null };
-
-    before(async () => {
+    const h = useNodes(async () => {
         const servers = await startRedisCluster();
         const [p1, p2, p3] = servers.map((s) => s.port);
-        h.c = await startNodes(servers, [
+        return startNodes(servers, [
             `redis+cluster://127.0.0.1:${p1}?addr=127.0.0.1:${p2}&addr=127.0.0.1:${p3}`,
             `redis+cluster://127.0.0.1:${p3}?addr=127.0.0.1:${p1}&addr=127.0.0.1:${p2}`,
         ], { sharded_pubsub: true });
-    });
-
-    afterEach(async (t) => checkAfterEach(h, t));
-
-    after(async () => {
-        if (h.c) await h.c.stop();
     });
 
     /** Per master: SHARDNUMSUB of the channel's PUB/SUB name; only its owner answers. */
