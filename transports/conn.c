@@ -310,6 +310,7 @@ static void conn_flush(tr_conn_t *c)
     }
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t wr = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    tl->stats.writes++;
     if (wr < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             RT_LOG_DEBUG("write failed remote=%s err=%s", c->remote, strerror(errno));

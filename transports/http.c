@@ -503,6 +503,7 @@ static int cb_message_complete(llhttp_t *p)
 static void dispatch(http_conn_t *hc)
 {
     hc->dispatched = true;
+    hc->conn->tl->dispatched++;
     ev_timer_stop(hc->conn->tl->loop, &hc->idle);
     if (hc->req->upgrade)
         hc->no_more = true;

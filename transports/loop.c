@@ -17,11 +17,32 @@ void tr_limits_default(tr_limits_t *l)
     l->http_idle_timeout_s = 30;
     l->write_timeout_s = 1;
     l->upgraded_nodelay = true;
+    l->flush_holds = 4;
 }
 
+static void on_hold_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    ev_idle_stop(loop, w); /* it only kept the last pass from sleeping */
+}
+
+/* Before the loop sleeps. When this pass dispatched requests, more output for the same
+ * connections usually follows in the next pass (a publish's fan-out runs once the broker
+ * answers; a pipelined backlog yields one publication per pass), so the output waits, at
+ * most limits.flush_holds passes in a row, and the loop polls without sleeping meanwhile.
+ * Saturated, every subscriber then gets several frames per write instead of one segment
+ * per frame; with no backlog a pass dispatches nothing and the flush is immediate. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    tr__loop_flush(w->data);
+    tr_loop_t *tl = w->data;
+    bool busy = tl->dispatched > 0;
+    tl->dispatched = 0;
+    if (busy && tl->dirty != NULL && tl->holds < tl->limits.flush_holds) {
+        tl->holds++;
+        ev_idle_start(loop, &tl->hold_idle);
+        return;
+    }
+    tl->holds = 0;
+    tr__loop_flush(tl);
 }
 
 void tr_loop_init(tr_loop_t *tl, struct ev_loop *loop, const tr_limits_t *limits)
@@ -41,11 +62,14 @@ void tr_loop_init(tr_loop_t *tl, struct ev_loop *loop, const tr_limits_t *limits
     ev_prepare_start(loop, &tl->flush_watcher);
     /* The flush pass alone must not keep ev_run() from returning. */
     ev_unref(loop);
+    ev_idle_init(&tl->hold_idle, on_hold_idle);
+    tl->hold_idle.data = tl;
 }
 
 void tr_loop_cleanup(tr_loop_t *tl)
 {
     tr__loop_flush(tl);
+    ev_idle_stop(tl->loop, &tl->hold_idle);
     ev_ref(tl->loop);
     ev_prepare_stop(tl->loop, &tl->flush_watcher);
     if (tl->read_pool.in_use > 0)

@@ -1,5 +1,6 @@
-/* Per-worker transport context: buffer pools, the flush-before-sleep pass and deferred
- * frees of closed connections. One per worker loop; touched only by that worker. */
+/* Per-worker transport context: buffer pools, the flush-before-sleep pass (held for a few
+ * passes under request load) and deferred frees of closed connections. One per worker loop; touched
+ * only by that worker. */
 #ifndef RT_TRANSPORTS_LOOP_H
 #define RT_TRANSPORTS_LOOP_H
 
@@ -20,6 +21,7 @@ typedef struct tr_limits {
     double http_idle_timeout_s; /* keep-alive idle / slow request limit [30] */
     double write_timeout_s;     /* queued output not progressing for this long => close [1] */
     bool upgraded_nodelay;      /* keep TCP_NODELAY after a WebSocket upgrade or stream [true] */
+    int flush_holds;            /* passes the flush may wait while requests keep coming [4] */
 } tr_limits_t;
 
 /* Fills defaults (values in brackets above). */
@@ -30,6 +32,7 @@ typedef struct tr_stats {
     uint64_t conns_accepted; /* total */
     uint64_t bytes_in, bytes_out;
     uint64_t frames_out;
+    uint64_t writes; /* write system calls (one per connection per flush) */
 } tr_stats_t;
 
 typedef struct tr_loop {
@@ -37,8 +40,15 @@ typedef struct tr_loop {
     tr_limits_t limits;
     rt_pool_t read_pool; /* read buffers, limits.read_buf_bytes each */
     ev_prepare flush_watcher;
-    tr_conn_t *dirty;  /* connections with output to write this iteration */
-    tr_conn_t *closed; /* connections to free in the before-sleep pass */
+    /* Coalescing under load: a pass that dispatched HTTP requests (a pipelined backlog, or
+     * many API clients) leaves its output queued for up to limits.flush_holds more passes,
+     * so the fan-outs those requests cause reach each connection in one write. hold_idle
+     * keeps the loop from sleeping while output waits. */
+    ev_idle hold_idle;
+    unsigned dispatched; /* HTTP requests dispatched since the last flush decision */
+    int holds;           /* consecutive passes that held the flush */
+    tr_conn_t *dirty;    /* connections with output to write this iteration */
+    tr_conn_t *closed;   /* connections to free in the before-sleep pass */
     tr_stats_t stats;
 } tr_loop_t;
 

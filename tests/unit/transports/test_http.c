@@ -191,6 +191,142 @@ static void test_pipelined_async(void **state)
     hx_free(x);
 }
 
+/* Coalescing under load (tr_loop hold): each request puts one frame on a subscriber
+ * connection and is answered on the next pass, the way a publish is (the broker defers
+ * its fan-out and callback), so a pipelined backlog yields one request per pass. */
+typedef struct coalesce {
+    hx_t *x;
+    tr_conn_t *sub; /* the subscriber's server side */
+    ev_timer answer;
+    tr_http_req_t *pending[16];
+    int npending;
+} coalesce_t;
+
+static void coalesce_answer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    coalesce_t *co = w->data;
+    for (int i = 0; i < co->npending; i++) {
+        char frame[16];
+        int n = snprintf(frame, sizeof(frame), "f%d;", co->x->nreq - co->npending + i);
+        tr__conn_enqueue_copy(co->sub, frame, (size_t)n);
+        tr_http_respond(co->pending[i], 200, "text/plain", RT_STR("ok"), NULL);
+    }
+    co->npending = 0;
+}
+
+static coalesce_t *the_coalesce;
+
+static void coalesce_request(tr_http_req_t *req, void *ud)
+{
+    coalesce_t *co = the_coalesce;
+    co->x->nreq++;
+    co->pending[co->npending++] = req;
+    ev_timer_set(&co->answer, 0., 0.);
+    ev_timer_start(co->x->env.loop, &co->answer);
+}
+
+static bool cond_sub_frames(void *arg)
+{
+    tt_client_t *sub = arg;
+    return sub->in.len >= 8 * 3; /* "f0;" .. "f7;" */
+}
+
+static void sink_input(tr_conn_t *c)
+{
+    c->roff = c->rlen;
+}
+
+static void sink_drop(tr_conn_t *c, int reason)
+{
+}
+
+static void sink_free(tr_conn_t *c)
+{
+}
+
+/* Runs 8 pipelined requests with flush_holds; returns the write calls they took. */
+static uint64_t coalesce_run(int flush_holds)
+{
+    tr_limits_t lim;
+    tr_limits_default(&lim);
+    lim.flush_holds = flush_holds;
+    coalesce_t co = {0};
+    the_coalesce = &co;
+    co.x = hx_new(&lim);
+    tr_http_server_free(co.x->srv);
+    tr_http_handler_t h = {coalesce_request, &co};
+    co.x->srv = tr__http_server_new(&co.x->env.tl, &h);
+    ev_timer_init(&co.answer, coalesce_answer, 0., 0.);
+    co.answer.data = &co;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    tt_client_t sub = {.fd = sv[0], .in = RT_BUF_INIT};
+    static const tr_conn_ops_t sink_ops = {sink_input, sink_drop, sink_free};
+    co.sub = tr__conn_new(&co.x->env.tl, sv[1], "sub", &sink_ops, NULL);
+    ev_io_stop(co.x->env.loop, &co.sub->rio); /* it only writes */
+
+    tt_client_t cl;
+    tt_client_open(&cl, co.x->srv);
+    uint64_t w0 = co.x->env.tl.stats.writes;
+    char reqs[1024] = "";
+    for (int i = 0; i < 8; i++)
+        strcat(reqs, "POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    tt_write_str(&cl, reqs);
+    want_resp_t *w = expect_resp(co.x, &cl, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(w->r[i].status, 200);
+    w = expect_resp(co.x, &cl, 4);
+    assert_true(tt_run_until(&co.x->env, &sub, cond_sub_frames, &sub, 3));
+    uint64_t writes = co.x->env.tl.stats.writes - w0;
+    rt_buf_append_byte(&sub.in, 0);
+    assert_string_equal((const char *)sub.in.p, "f0;f1;f2;f3;f4;f5;f6;f7;");
+    tr__conn_drop(co.sub, 0);
+    tt_client_close(&sub);
+    tt_client_close(&cl);
+    ev_timer_stop(co.x->env.loop, &co.answer);
+    hx_free(co.x);
+    return writes;
+}
+
+static void test_flush_coalesces_under_load(void **state)
+{
+    uint64_t each_pass = coalesce_run(0);
+    uint64_t held = coalesce_run(4);
+    /* Without holds every pass writes the subscriber and the client once: 16 writes. With
+     * up to 4 holds the 8 frames and responses leave in at most 2 flushes each, in order. */
+    assert_int_equal(each_pass, 16);
+    assert_true(held <= 4);
+}
+
+/* With no request in the pass there is nothing to wait for: a lone answer is written in
+ * the pass after it was produced, and the loop never sleeps on held output. */
+static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    tt_client_read(w->data);
+}
+
+static void test_flush_hold_never_sleeps(void **state)
+{
+    hx_t *x = hx_new(NULL);
+    tt_client_t cl;
+    tt_client_open(&cl, x->srv);
+    ev_io cw;
+    ev_io_init(&cw, on_client_readable, cl.fd, EV_READ);
+    cw.data = &cl;
+    ev_io_start(x->env.loop, &cw);
+    tt_write_str(&cl, req_post);
+    double t0 = tt_now();
+    /* Blocking passes: one that held the output and let the loop sleep would wait for the
+     * 30 s idle timeout, since nothing else happens. */
+    for (int i = 0; i < 8 && cl.in.len == 0; i++)
+        ev_run(x->env.loop, EVRUN_ONCE);
+    assert_true(cl.in.len > 0);
+    assert_true(tt_now() - t0 < 1.0);
+    ev_io_stop(x->env.loop, &cw);
+    tt_client_close(&cl);
+    hx_free(x);
+}
+
 static void test_connection_close(void **state)
 {
     hx_t *x = hx_new(NULL);
@@ -408,6 +544,8 @@ int run_http(void)
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_split_every_offset),
         cmocka_unit_test(test_pipelined_async),
+        cmocka_unit_test(test_flush_coalesces_under_load),
+        cmocka_unit_test(test_flush_hold_never_sleeps),
         cmocka_unit_test(test_connection_close),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_query_param),
