@@ -68,6 +68,7 @@ struct tr_http_server {
     http_conn_t *conns; /* live HTTP connections (not upgraded), not owned */
 };
 
+static void undispatch(http_conn_t *hc, tr_conn_t *c);
 static int cb_message_begin(llhttp_t *p);
 static int cb_url(llhttp_t *p, const char *at, size_t len);
 static int cb_header_field(llhttp_t *p, const char *at, size_t len);
@@ -358,7 +359,7 @@ void tr_http_respond(tr_http_req_t *req, int status, const char *content_type, r
     bool keep = req->keep_alive && !req->upgrade && !hc->no_more && hc->srv != NULL;
     write_response(c, status, content_type, body, extra_headers, keep, req->method == HTTP_HEAD);
     hc->req = NULL;
-    hc->dispatched = false;
+    undispatch(hc, c);
     req_free(req);
     if (!keep) {
         hc->no_more = true;
@@ -500,10 +501,18 @@ static int cb_message_complete(llhttp_t *p)
 
 /* ---- connection ---- */
 
+/* hc's request leaves the handler (answered, upgraded or dropped). */
+static void undispatch(http_conn_t *hc, tr_conn_t *c)
+{
+    hc->dispatched = false;
+    c->tl->in_flight--;
+}
+
 static void dispatch(http_conn_t *hc)
 {
     hc->dispatched = true;
     hc->conn->tl->dispatched++;
+    hc->conn->tl->in_flight++;
     ev_timer_stop(hc->conn->tl->loop, &hc->idle);
     if (hc->req->upgrade)
         hc->no_more = true;
@@ -568,7 +577,7 @@ static void http_on_drop(tr_conn_t *c, int reason)
         req_free(req);
         return;
     }
-    hc->dispatched = false;
+    undispatch(hc, c);
     req->hc = NULL;
     if (req->abort_fn) {
         req->abort_fn(req->abort_ud);
@@ -619,7 +628,7 @@ tr_conn_t *tr__http_req_upgrade(tr_http_req_t *req, rt_bytes_t *head, const tr_c
     ev_timer_stop(c->tl->loop, &hc->idle);
     unlink_conn(hc);
     hc->req = NULL;
-    hc->dispatched = false;
+    undispatch(hc, c);
     req_free(req);
     c->ops = ops;
     c->proto = proto;

@@ -25,23 +25,44 @@ static void on_hold_idle(struct ev_loop *loop, ev_idle *w, int revents)
     ev_idle_stop(loop, w); /* it only kept the last pass from sleeping */
 }
 
+static void on_hold_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    /* Only wakes the loop: the prepare pass after it flushes. */
+}
+
 /* Before the loop sleeps. When this pass dispatched requests, more output for the same
- * connections usually follows in the next pass (a publish's fan-out runs once the broker
- * answers; a pipelined backlog yields one publication per pass), so the output waits, at
- * most limits.flush_holds passes in a row, and the loop polls without sleeping meanwhile.
- * Saturated, every subscriber then gets several frames per write instead of one segment
- * per frame; with no backlog a pass dispatches nothing and the flush is immediate. */
+ * connections usually follows shortly (a publish's fan-out runs once the broker answers; a
+ * pipelined backlog yields one publication per pass), so the output waits, at most
+ * limits.flush_holds passes in a row:
+ *  - after a pass that dispatched requests, the loop polls again at once (hold_idle);
+ *  - after one that did not, it may sleep while requests are still in flight (a Redis
+ *    round trip), up to TR_FLUSH_HOLD_MAX_S after the last dispatching pass (hold_timer).
+ * Saturated, every subscriber then gets several frames per write instead of one segment per
+ * frame. With no backlog the pass that writes a fan-out dispatched nothing and nothing is
+ * held before it, so the flush is immediate. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     tr_loop_t *tl = w->data;
-    bool busy = tl->dispatched > 0;
+    bool requests = tl->dispatched > 0;
     tl->dispatched = 0;
-    if (busy && tl->dirty != NULL && tl->holds < tl->limits.flush_holds) {
-        tl->holds++;
-        ev_idle_start(loop, &tl->hold_idle);
-        return;
+    if (tl->dirty != NULL && tl->holds < tl->limits.flush_holds) {
+        ev_tstamp now = ev_now(loop);
+        if (requests) {
+            tl->holds++;
+            tl->hold_since = now;
+            ev_idle_start(loop, &tl->hold_idle);
+            ev_timer_stop(loop, &tl->hold_timer);
+            ev_timer_set(&tl->hold_timer, TR_FLUSH_HOLD_MAX_S, 0.);
+            ev_timer_start(loop, &tl->hold_timer);
+            return;
+        }
+        if (tl->holds > 0 && tl->in_flight > 0 && now - tl->hold_since < TR_FLUSH_HOLD_MAX_S) {
+            tl->holds++;
+            return;
+        }
     }
     tl->holds = 0;
+    ev_timer_stop(loop, &tl->hold_timer);
     tr__loop_flush(tl);
 }
 
@@ -64,12 +85,15 @@ void tr_loop_init(tr_loop_t *tl, struct ev_loop *loop, const tr_limits_t *limits
     ev_unref(loop);
     ev_idle_init(&tl->hold_idle, on_hold_idle);
     tl->hold_idle.data = tl;
+    ev_init(&tl->hold_timer, on_hold_timer);
+    tl->hold_timer.data = tl;
 }
 
 void tr_loop_cleanup(tr_loop_t *tl)
 {
     tr__loop_flush(tl);
     ev_idle_stop(tl->loop, &tl->hold_idle);
+    ev_timer_stop(tl->loop, &tl->hold_timer);
     ev_ref(tl->loop);
     ev_prepare_stop(tl->loop, &tl->flush_watcher);
     if (tl->read_pool.in_use > 0)

@@ -13,6 +13,9 @@
 
 typedef struct tr_conn tr_conn_t; /* private: transports/conn_internal.h */
 
+/* Longest a flush waits for in-flight requests under load (see tr_loop_t.holds). */
+#define TR_FLUSH_HOLD_MAX_S 0.001
+
 typedef struct tr_limits {
     size_t read_buf_bytes;      /* pooled read buffer size [16384] */
     size_t max_header_bytes;    /* request line + headers [16384] => 431 */
@@ -42,13 +45,19 @@ typedef struct tr_loop {
     ev_prepare flush_watcher;
     /* Coalescing under load: a pass that dispatched HTTP requests (a pipelined backlog, or
      * many API clients) leaves its output queued for up to limits.flush_holds more passes,
-     * so the fan-outs those requests cause reach each connection in one write. hold_idle
-     * keeps the loop from sleeping while output waits. */
+     * so the fan-outs those requests cause reach each connection in one write. A held
+     * pass that dispatched requests is followed at once (hold_idle keeps the loop
+     * from sleeping); one that did not may sleep while requests are still with their
+     * handlers (a Redis round trip), never past TR_FLUSH_HOLD_MAX_S after the last
+     * dispatching pass (hold_timer). */
     ev_idle hold_idle;
-    unsigned dispatched; /* HTTP requests dispatched since the last flush decision */
-    int holds;           /* consecutive passes that held the flush */
-    tr_conn_t *dirty;    /* connections with output to write this iteration */
-    tr_conn_t *closed;   /* connections to free in the before-sleep pass */
+    ev_timer hold_timer;
+    ev_tstamp hold_since; /* loop time of the last held pass that dispatched requests */
+    unsigned dispatched;  /* HTTP requests dispatched since the last flush decision */
+    unsigned in_flight;   /* HTTP requests with their handlers now */
+    int holds;            /* consecutive passes that held the flush */
+    tr_conn_t *dirty;     /* connections with output to write this iteration */
+    tr_conn_t *closed;    /* connections to free in the before-sleep pass */
     tr_stats_t stats;
 } tr_loop_t;
 

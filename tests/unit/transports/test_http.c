@@ -327,6 +327,33 @@ static void test_flush_hold_never_sleeps(void **state)
     hx_free(x);
 }
 
+/* Output held while a request is still with its handler (a Redis round trip) waits at most
+ * TR_FLUSH_HOLD_MAX_S: here /slow is never answered, and /a's answer must still leave. */
+static void test_flush_hold_bounded_by_in_flight_wait(void **state)
+{
+    hx_t *x = hx_new(NULL);
+    x->async_slow = true;
+    tt_client_t cl;
+    tt_client_open(&cl, x->srv);
+    ev_io cw;
+    ev_io_init(&cw, on_client_readable, cl.fd, EV_READ);
+    cw.data = &cl;
+    ev_io_start(x->env.loop, &cw);
+    tt_write_str(&cl, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    double t0 = tt_now();
+    for (int i = 0; i < 16 && cl.in.len == 0; i++)
+        ev_run(x->env.loop, EVRUN_ONCE);
+    assert_true(cl.in.len > 0);
+    assert_true(tt_now() - t0 < 0.5);
+    assert_string_equal(x->log, "/a;/slow;");
+    assert_non_null(x->held);
+    tr_http_respond(x->held, 200, NULL, RT_STR("late"), NULL);
+    x->held = NULL;
+    ev_io_stop(x->env.loop, &cw);
+    tt_client_close(&cl);
+    hx_free(x);
+}
+
 static void test_connection_close(void **state)
 {
     hx_t *x = hx_new(NULL);
@@ -546,6 +573,7 @@ int run_http(void)
         cmocka_unit_test(test_pipelined_async),
         cmocka_unit_test(test_flush_coalesces_under_load),
         cmocka_unit_test(test_flush_hold_never_sleeps),
+        cmocka_unit_test(test_flush_hold_bounded_by_in_flight_wait),
         cmocka_unit_test(test_connection_close),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_query_param),
