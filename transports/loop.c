@@ -30,6 +30,13 @@ static void on_hold_timer(struct ev_loop *loop, ev_timer *w, int revents)
     /* Only wakes the loop: the prepare pass after it flushes. */
 }
 
+static void arm_hold_timer(tr_loop_t *tl, ev_tstamp after)
+{
+    ev_timer_stop(tl->loop, &tl->hold_timer);
+    ev_timer_set(&tl->hold_timer, after, 0.);
+    ev_timer_start(tl->loop, &tl->hold_timer);
+}
+
 /* Before the loop sleeps. When this pass dispatched requests, more output for the same
  * connections usually follows shortly (a publish's fan-out runs once the broker answers; a
  * pipelined backlog yields one publication per pass), so the output waits, at most
@@ -46,18 +53,20 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     bool requests = tl->dispatched > 0;
     tl->dispatched = 0;
     if (tl->dirty != NULL && tl->holds < tl->limits.flush_holds) {
+        /* The loop's clock stopped when this pass began, and a fan-out pass can be long. */
+        ev_now_update(loop);
         ev_tstamp now = ev_now(loop);
         if (requests) {
             tl->holds++;
             tl->hold_since = now;
             ev_idle_start(loop, &tl->hold_idle);
-            ev_timer_stop(loop, &tl->hold_timer);
-            ev_timer_set(&tl->hold_timer, TR_FLUSH_HOLD_MAX_S, 0.);
-            ev_timer_start(loop, &tl->hold_timer);
+            arm_hold_timer(tl, TR_FLUSH_HOLD_MAX_S);
             return;
         }
-        if (tl->holds > 0 && tl->in_flight > 0 && now - tl->hold_since < TR_FLUSH_HOLD_MAX_S) {
+        ev_tstamp left = tl->hold_since + TR_FLUSH_HOLD_MAX_S - now;
+        if (tl->holds > 0 && tl->in_flight > 0 && left > 0) {
             tl->holds++;
+            arm_hold_timer(tl, left); /* the loop may sleep, not past it */
             return;
         }
     }
