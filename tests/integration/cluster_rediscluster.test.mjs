@@ -105,6 +105,25 @@ async function startNodes(servers, urls, redisOpts = {}) {
     }
 }
 
+/** A subscriber on A gets publications 1-2 (published through B), leaves, misses 3-5
+ * (through A), and recovers them on B. Returns B's subscription. */
+async function recoversOnOtherNode(A, B, ch) {
+    const c1 = await connectedClient(A, 'r1');
+    const s1 = await subscribed(c1, ch);
+    const { epoch } = s1.subscribedCtx.streamPosition;
+    for (let n = 1; n <= 2; n++) await B.apiResult('publish', { channel: ch, data: { n } });
+    await s1.rec.wait('publication', () => true, 4000, 2);
+    assert.deepEqual(offsets(s1), [1, 2]);
+    c1.disconnect();
+    for (let n = 3; n <= 5; n++) assert.equal((await A.apiResult('publish', { channel: ch, data: { n } })).offset, n);
+    const c2 = await connectedClient(B, 'r2');
+    const s2 = await subscribed(c2, ch, { since: { offset: 2, epoch } });
+    assert.equal(s2.subscribedCtx.recovered, true);
+    await s2.rec.wait('publication', () => true, 4000, 3);
+    assert.deepEqual(offsets(s2), range(3, 5));
+    return s2;
+}
+
 /** Registers the suite's hooks: start() (a Cluster from startNodes) before, node checks
  * after each test, stop after. Returns the holder whose .c is the Cluster. */
 function useNodes(start) {
@@ -278,20 +297,7 @@ describe('a plain address of one cluster member', { timeout: 60000 }, () => {
         }
         assert.equal(owners.size, MASTERS, `streams on masters ${[...owners]}`);
 
-        // Recovery on the other node.
-        const ch = 'rec:plain';
-        const c1 = await connectedClient(A, 'r1');
-        const s1 = await subscribed(c1, ch);
-        const { epoch } = s1.subscribedCtx.streamPosition;
-        for (let n = 1; n <= 2; n++) await A.apiResult('publish', { channel: ch, data: { n } });
-        await s1.rec.wait('publication', () => true, 4000, 2);
-        c1.disconnect();
-        for (let n = 3; n <= 5; n++) assert.equal((await B.apiResult('publish', { channel: ch, data: { n } })).offset, n);
-        const c2 = await connectedClient(B, 'r2');
-        const s2 = await subscribed(c2, ch, { since: { offset: 2, epoch } });
-        assert.equal(s2.subscribedCtx.recovered, true);
-        await s2.rec.wait('publication', () => true, 4000, 3);
-        assert.deepEqual(offsets(s2), range(3, 5));
+        await recoversOnOtherNode(A, B, 'rec:plain');
 
         // Presence and join across nodes.
         const pch = 'chat:plain-presence';
@@ -372,19 +378,7 @@ describe('sharded PUB/SUB on a Redis Cluster', { timeout: 60000 }, () => {
 
         // History publishes SPUBLISH from the script; recovery on the other node.
         const ch = 'rec:sharded';
-        const c1 = await connectedClient(A, 'r1');
-        const s1 = await subscribed(c1, ch);
-        const { epoch } = s1.subscribedCtx.streamPosition;
-        for (let n = 1; n <= 2; n++) await B.apiResult('publish', { channel: ch, data: { n } });
-        await s1.rec.wait('publication', () => true, 4000, 2);
-        assert.deepEqual(offsets(s1), [1, 2]);
-        c1.disconnect();
-        for (let n = 3; n <= 5; n++) assert.equal((await A.apiResult('publish', { channel: ch, data: { n } })).offset, n);
-        const c2 = await connectedClient(B, 'r2');
-        const s2 = await subscribed(c2, ch, { since: { offset: 2, epoch } });
-        assert.equal(s2.subscribedCtx.recovered, true);
-        await s2.rec.wait('publication', () => true, 4000, 3);
-        assert.deepEqual(offsets(s2), range(3, 5));
+        const s2 = await recoversOnOtherNode(A, B, ch);
         await A.apiResult('publish', { channel: ch, data: { n: 6 } });
         assert.equal((await s2.rec.wait('publication', (p) => p.data.n === 6)).offset, 6);
 
