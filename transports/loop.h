@@ -1,6 +1,6 @@
 /* Per-worker transport context: buffer pools, the flush-before-sleep pass (held for a few
- * passes under request load) and deferred frees of closed connections. One per worker loop; touched
- * only by that worker. */
+ * passes under request load) and deferred frees of closed connections. One per worker
+ * loop; touched only by that worker. */
 #ifndef RT_TRANSPORTS_LOOP_H
 #define RT_TRANSPORTS_LOOP_H
 

@@ -214,11 +214,9 @@ static void coalesce_answer(struct ev_loop *loop, ev_timer *w, int revents)
     co->npending = 0;
 }
 
-static coalesce_t *the_coalesce;
-
 static void coalesce_request(tr_http_req_t *req, void *ud)
 {
-    coalesce_t *co = the_coalesce;
+    coalesce_t *co = ud;
     co->x->nreq++;
     co->pending[co->npending++] = req;
     ev_timer_set(&co->answer, 0., 0.);
@@ -251,7 +249,6 @@ static uint64_t coalesce_run(int flush_holds)
     tr_limits_default(&lim);
     lim.flush_holds = flush_holds;
     coalesce_t co = {0};
-    the_coalesce = &co;
     co.x = hx_new(&lim);
     tr_http_server_free(co.x->srv);
     tr_http_handler_t h = {coalesce_request, &co};
